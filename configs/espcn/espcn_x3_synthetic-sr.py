@@ -1,0 +1,7 @@
+# ESPCN x3 trained on generated images: the `make demo` job until the task heads land.
+_base_ = [
+    '../_base_/models/espcn.py',
+    '../_base_/datasets/synthetic_sr_x3.py',
+    '../_base_/schedules/adam_iter-3k.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,0 +1,1 @@
+"""init_model / inference functions used by tools and robotics scripts."""

@@ -1,0 +1,1 @@
+"""Raw dataset -> info-file converters, called by ``tools/create_data.py``."""

@@ -1,0 +1,1 @@
+"""Data transforms (loading, augmentation, packing), registered in ``TRANSFORMS``."""

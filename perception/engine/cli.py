@@ -1,0 +1,66 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config preparation and error reporting."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from mmengine.config import Config
+
+from ..registry import UnknownTypeError
+from .config import load_config
+from .distributed import setup_cpu_distributed
+from .errors import PerceptionError
+
+# Errors that mean "the user's input is wrong": shown as one line, not a traceback.
+USER_ERRORS = (PerceptionError, UnknownTypeError, FileNotFoundError)
+
+
+def exits_cleanly_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a tool's ``main`` so user errors print ``error: ...`` and exit with status 2.
+
+    ``PERCEPTION_DEBUG=1`` re-raises them with the full traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as err:
+            if os.environ.get('PERCEPTION_DEBUG'):
+                raise
+            print(f'error: {err}', file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def prepare_config(config: str,
+                   cfg_options: dict[str, Any] | None,
+                   work_dir: str | None,
+                   launcher: str = 'none') -> Config:
+    """Load ``config`` with overrides and fill in what a run needs: work dir, launcher, backend."""
+    cfg = load_config(config, cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = str(Path('work_dirs') / Path(config).stem)
+    cfg.launcher = launcher
+    if not torch.cuda.is_available():
+        env_cfg = cfg.get('env_cfg') or {}
+        cfg.env_cfg = {**env_cfg, 'dist_cfg': {**env_cfg.get('dist_cfg', {}), 'backend': 'gloo'}}
+        setup_cpu_distributed(cfg)
+    return cfg
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    os.replace(tmp, path)

@@ -1,0 +1,5 @@
+"""Models: shared backbones, layers and ops, and one package per task.
+
+Importing this package registers every model class in ``perception.registry.MODELS``.
+"""
+from . import super_resolution  # noqa: F401

@@ -1,0 +1,1 @@
+"""2D backbones shared by all image tasks (ResNet, ConvNeXt, Swin, EfficientViT)."""

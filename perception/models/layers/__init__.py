@@ -1,0 +1,1 @@
+"""Reusable blocks: deformable attention, ConvGRU, window/group attention, linear RNN ops."""

@@ -1,0 +1,1 @@
+"""Geometry kernels: voxelisation, rotated IoU / NMS, points in boxes."""

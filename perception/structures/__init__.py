@@ -1,0 +1,1 @@
+"""3D boxes (LiDAR / camera frames), points, calibration and data samples."""

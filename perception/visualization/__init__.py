@@ -1,0 +1,1 @@
+"""Image overlays, disparity colour maps and point-cloud renders."""

@@ -1,0 +1,115 @@
+"""tools/train.py and tools/test.py as a user runs them, including their error messages."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import DEMO_CONFIG, run_tool
+
+FAST = ['train_cfg.max_iters=30', 'train_cfg.val_interval=30', 'default_hooks.checkpoint.interval=15',
+        'train_dataloader.batch_size=4', 'val_dataloader.dataset.num_images=4',
+        'test_dataloader.dataset.num_images=4', 'default_hooks.logger.interval=10']
+
+
+def _last_val_scalars(work_dir: Path) -> dict:
+    scalars = sorted(work_dir.glob('*/vis_data/scalars.json'))[-1]
+    rows = [json.loads(line) for line in scalars.read_text().splitlines()]
+    return [r for r in rows if 'sr/PSNR' in r][-1]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory) -> Path:
+    work_dir = tmp_path_factory.mktemp('train')
+    result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', work_dir, '--cfg-options', *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work_dir
+
+
+def test_train_writes_checkpoints_logs_and_tensorboard_scalars(trained):
+    assert (trained / 'iter_30.pth').is_file() and (trained / 'iter_15.pth').is_file()
+    assert (trained / 'last_checkpoint').read_text().strip().endswith('iter_30.pth')
+    assert list(trained.glob('*/*.log'))
+    assert list(trained.glob('*/vis_data/events.out.tfevents.*')), 'no TensorBoard event file'
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(next(trained.glob('*/vis_data')))).Reload()
+    assert 'loss' in events.Tags()['scalars']
+    assert len(events.Scalars('loss')) == 3  # logged every 10 of 30 iterations
+
+
+def test_test_reproduces_the_metric_reached_in_training(trained, tmp_path):
+    out = tmp_path / 'metrics.json'
+    result = run_tool('tools/test.py', DEMO_CONFIG, trained / 'iter_30.pth', '--work-dir', tmp_path,
+                      '--out', out, '--show-dir', tmp_path / 'show', '--cfg-options', *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    logged = _last_val_scalars(trained)
+    assert metrics['sr/PSNR'] == pytest.approx(logged['sr/PSNR'], abs=1e-6)
+    assert metrics['sr/PSNR_bicubic'] == pytest.approx(logged['sr/PSNR_bicubic'], abs=1e-6)
+    assert 'sr/PSNR:' in result.stdout
+    images = sorted((tmp_path / 'show').glob('*.png'))
+    assert [p.name for p in images] == [f'synthetic_{i:05d}.png' for i in range(4)]
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
+    import shutil
+    work_dir = tmp_path / 'resumed'
+    shutil.copytree(trained, work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_15.pth'))
+    fast = [o for o in FAST if not o.startswith('train_cfg.max_iters')]
+    result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', work_dir, '--resume',
+                      '--cfg-options', 'train_cfg.max_iters=45', *fast)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (result.stdout + result.stderr)
+    assert 'resumed epoch: 0, iter: 15' in log
+    assert 'Iter(train) [20/45]' in log and 'Iter(train) [10/45]' not in log
+    assert (work_dir / 'iter_45.pth').is_file()
+
+
+def test_amp_trains_on_cpu_with_bfloat16(tmp_path):
+    result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path, '--amp',
+                      '--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
+                      'train_dataloader.batch_size=2', 'default_hooks.logger.interval=2')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'AutocastOptimWrapper' in (tmp_path / 'espcn_x3_synthetic-sr.py').read_text()
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith('error: ') and 'Traceback' not in result.stderr
+    return lines[0]
+
+
+def test_unknown_type_is_one_clear_line(tmp_path):
+    config = tmp_path / 'typo.py'
+    config.write_text(f"_base_ = ['{DEMO_CONFIG}']\nmodel = dict(network=dict(type='ESPNC'))\n")
+    line = _one_error_line(run_tool('tools/train.py', config, '--work-dir', tmp_path))
+    assert "unknown type 'ESPNC' (at `model.network.type`)" in line and "'ESPCN'" in line
+
+
+def test_missing_config_is_one_clear_line(tmp_path):
+    line = _one_error_line(run_tool('tools/train.py', tmp_path / 'missing.py'))
+    assert 'config file not found' in line and 'missing.py' in line
+
+
+def test_wrong_cfg_option_is_one_clear_line(tmp_path):
+    line = _one_error_line(run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path,
+                                    '--cfg-options', 'train_cfg.max_iter=5'))
+    assert "no key 'max_iter' under 'train_cfg'" in line and "did you mean 'max_iters'" in line
+
+
+def test_checkpoint_of_another_model_is_one_clear_line(tmp_path):
+    other = tmp_path / 'other.pth'
+    torch.save({'state_dict': torch.nn.Linear(3, 3).state_dict()}, other)
+    line = _one_error_line(run_tool('tools/test.py', DEMO_CONFIG, other, '--work-dir', tmp_path))
+    assert 'does not fit SuperResolver' in line and 'another model' in line
+
+
+def test_missing_checkpoint_is_one_clear_line(tmp_path):
+    line = _one_error_line(run_tool('tools/test.py', DEMO_CONFIG, tmp_path / 'nope.pth',
+                                    '--work-dir', tmp_path))
+    assert 'checkpoint not found' in line
