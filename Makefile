@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-slow install clean
+.PHONY: demo test lint test-fast test-slow install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ demo: $(STAMP)
 
 # The fast suite, then the learning tests (marked slow). pytest's exit code 5 means "no test
 # selected", which is not a failure for the slow half while no slow test exists.
-test: test-fast test-slow
+test: lint test-fast test-slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check perception tools tests configs
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

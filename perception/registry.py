@@ -47,7 +47,7 @@ class UnknownTypeError(KeyError):
 
 
 def registered_names(registry: Registry) -> list[str]:
-    """Names a lookup in ``registry`` can resolve without a scope prefix (itself and its parents)."""
+    """Names a lookup in ``registry`` resolves without a scope prefix (its own and its parents')."""
     registry.import_from_location()
     names: set[str] = set()
     node: Registry | None = registry

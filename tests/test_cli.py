@@ -9,8 +9,9 @@ import torch
 
 from .conftest import DEMO_CONFIG, run_tool
 
-FAST = ['train_cfg.max_iters=30', 'train_cfg.val_interval=30', 'default_hooks.checkpoint.interval=15',
-        'train_dataloader.batch_size=4', 'val_dataloader.dataset.num_images=4',
+FAST = ['train_cfg.max_iters=30', 'train_cfg.val_interval=30',
+        'default_hooks.checkpoint.interval=15', 'train_dataloader.batch_size=4',
+        'val_dataloader.dataset.num_images=4',
         'test_dataloader.dataset.num_images=4', 'default_hooks.logger.interval=10']
 
 
@@ -68,6 +69,15 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     assert (work_dir / 'iter_45.pth').is_file()
 
 
+def test_resume_from_a_named_checkpoint_into_a_new_work_dir(trained, tmp_path):
+    fast = [o for o in FAST if not o.startswith('train_cfg.max_iters')]
+    result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path, '--resume',
+                      trained / 'iter_30.pth', '--cfg-options', 'train_cfg.max_iters=40', *fast)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'resumed epoch: 0, iter: 30' in result.stdout + result.stderr
+    assert (tmp_path / 'iter_40.pth').is_file() and not (tmp_path / 'iter_15.pth').exists()
+
+
 def test_amp_trains_on_cpu_with_bfloat16(tmp_path):
     result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path, '--amp',
                       '--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
@@ -113,3 +123,12 @@ def test_missing_checkpoint_is_one_clear_line(tmp_path):
     line = _one_error_line(run_tool('tools/test.py', DEMO_CONFIG, tmp_path / 'nope.pth',
                                     '--work-dir', tmp_path))
     assert 'checkpoint not found' in line
+
+
+def test_benchmark_reports_latency_and_a_table_row(trained):
+    result = run_tool('tools/benchmark.py', DEMO_CONFIG, '--checkpoint', trained / 'iter_30.pth',
+                      '--input-shape', '3', '32', '48', '--warmup', '1', '--runs', '3')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'latency_median_ms' in result.stdout and 'peak_rss_mib' in result.stdout
+    row = [line for line in result.stdout.splitlines() if line.startswith('| SuperResolver')]
+    assert row and '| 1x3x32x48 | cpu | 0.031 |' in row[0]

@@ -34,6 +34,10 @@ def test_new_key_allowed_only_where_the_constructor_takes_it():
     # ... but L1Loss has no eps, so adding it to the L1Loss dict is caught.
     with pytest.raises(ConfigError, match="no key 'eps' under 'model.pixel_loss'"):
         load_config(DEMO_CONFIG, {'model.pixel_loss.eps': 1e-6})
+    # The check uses the type the same overrides switch to.
+    cfg = load_config(DEMO_CONFIG, {'model.pixel_loss.type': 'CharbonnierLoss',
+                                    'model.pixel_loss.eps': 1e-6})
+    assert cfg.model.pixel_loss.eps == 1e-6
     # A torch DataLoader argument the config leaves at its default.
     cfg = load_config(DEMO_CONFIG, {'train_dataloader.pin_memory': True})
     assert cfg.train_dataloader.pin_memory is True
@@ -64,6 +68,12 @@ def test_unknown_type_in_another_registry_uses_that_registry(tmp_path):
     path = _write_config(tmp_path, "val_evaluator = dict(type='SRMetrc')")
     with pytest.raises(UnknownTypeError, match=r"metric' registry; did you mean 'SRMetric'"):
         load_config(path)
+
+
+def test_a_type_from_another_registry_inside_a_model_is_accepted(tmp_path):
+    # Detectors keep matchers (TASK_UTILS) and the like inside the model dict.
+    path = _write_config(tmp_path, "model = dict(train_cfg=dict(helper=dict(type='SRMetric')))")
+    assert load_config(path).model.train_cfg.helper.type == 'SRMetric'
 
 
 def test_missing_and_broken_config_files(tmp_path):

@@ -6,7 +6,8 @@ import torch
 
 def test_lidar_extra_spconv_voxelises_on_cpu():
     spconv_utils = pytest.importorskip('spconv.pytorch.utils', reason='extra [lidar] not installed')
-    points = torch.tensor([[0.05, 0.05, 0.05, 1.0], [0.06, 0.04, 0.05, 2.0], [0.55, 0.05, 0.05, 3.0]])
+    points = torch.tensor([[0.05, 0.05, 0.05, 1.0], [0.06, 0.04, 0.05, 2.0],
+                           [0.55, 0.05, 0.05, 3.0]])
     gen = spconv_utils.PointToVoxel(vsize_xyz=[0.1, 0.1, 0.1], coors_range_xyz=[0, 0, 0, 1, 1, 1],
                                     num_point_features=4, max_num_voxels=10,
                                     max_num_points_per_voxel=5)

@@ -5,8 +5,14 @@ import pytest
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
 
-from perception.registry import (ALL_REGISTRIES, MODELS, SCOPE, UnknownTypeError, close_names,
-                                 registered_names)
+from perception.registry import (
+    ALL_REGISTRIES,
+    MODELS,
+    SCOPE,
+    UnknownTypeError,
+    close_names,
+    registered_names,
+)
 
 from .conftest import ROOT
 

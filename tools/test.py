@@ -11,13 +11,18 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from perception.engine.checkpoint import load_checkpoint
+from perception.engine.checkpoint import adapt_state_dict, load_state_dict, read_checkpoint
+from perception.engine.cli import (
+    add_run_arguments,
+    exits_cleanly_on_user_error,
+    prepare_config,
+    write_json,
+)
 from perception.engine.distributed import teardown_distributed
-from perception.engine.cli import exits_cleanly_on_user_error, prepare_config, write_json
 from perception.engine.errors import ConfigError
 
 
@@ -28,11 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the test log goes')
     parser.add_argument('--out', help='write metrics (.json) or predictions (.pkl) to this file')
     parser.add_argument('--show-dir', help='save visualised / image predictions here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config keys; a key that does not exist is an error')
-    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -54,16 +55,20 @@ def main(argv: list[str] | None = None) -> dict:
         # ConfigDict.setdefault returns a copy, so the list is rebuilt and assigned.
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                             dict(type='SavePredictionsHook', out_dir=show_dir)]
+    checkpoint = read_checkpoint(args.checkpoint)  # a bad file fails before the Runner is built
     cfg.load_from, cfg.resume = None, False  # loaded strictly below instead
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    load_checkpoint(model, args.checkpoint, strict=True)
+    load_state_dict(model, adapt_state_dict(checkpoint, args.checkpoint), strict=True,
+                    source=args.checkpoint)
     metrics = runner.test()
+    main_process = is_main_process()  # asked before the process group is gone
     teardown_distributed()
-    for key, value in metrics.items():
-        print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
-    if args.out is not None and args.out.endswith('.json'):
-        write_json(args.out, metrics)
+    if main_process:
+        for key, value in metrics.items():
+            print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
+        if args.out is not None and args.out.endswith('.json'):
+            write_json(args.out, metrics)
     return metrics
 
 

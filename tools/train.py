@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from perception.engine.cli import add_run_arguments, exits_cleanly_on_user_error, prepare_config
 from perception.engine.distributed import teardown_distributed
-from perception.engine.cli import exits_cleanly_on_user_error, prepare_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,13 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'when CKPT is omitted')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: float16 with loss scaling on GPU, bfloat16 on CPU')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config keys, e.g. train_cfg.max_iters=100; '
-                        'a key that does not exist is an error')
-    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
-                        help='job launcher (pytorch: started by torchrun)')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

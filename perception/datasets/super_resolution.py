@@ -84,7 +84,7 @@ class SyntheticSRDataset(Dataset):
 
 @DATASETS.register_module()
 class PairedImageDataset(Dataset):
-    """A benchmark folder in the usual layout: ``HR/<name>.png`` and ``LR_bicubic/X{s}/<name>x{s}.png``.
+    """A benchmark folder: ``HR/<name>.png`` beside ``LR_bicubic/X{s}/<name>x{s}.png``.
 
     HR images whose size is not a multiple of ``scale`` are cropped at the bottom/right to the
     LR size times ``scale``, as the benchmark protocol does.

@@ -3,7 +3,13 @@
 Importing this package registers its hooks and optimizer wrappers and routes mmengine's local
 checkpoint reading through the ``weights_only=True`` loader.
 """
-from .checkpoint import CheckpointReport, load_checkpoint, load_state_dict, read_checkpoint
+from .checkpoint import (
+    CheckpointReport,
+    adapt_state_dict,
+    load_checkpoint,
+    load_state_dict,
+    read_checkpoint,
+)
 from .config import apply_cfg_options, check_config_types, load_config
 from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
 from .errors import CheckpointError, ConfigError, DataError, PerceptionError
@@ -11,7 +17,8 @@ from .hooks import SavePredictionsHook
 from .optim import AutocastOptimWrapper
 
 __all__ = [
-    'CheckpointReport', 'load_checkpoint', 'load_state_dict', 'read_checkpoint', 'apply_cfg_options',
+    'CheckpointReport', 'adapt_state_dict', 'load_checkpoint', 'load_state_dict', 'read_checkpoint',
+    'apply_cfg_options',
     'check_config_types', 'load_config', 'CheckpointError', 'ConfigError', 'DataError',
     'PerceptionError', 'SavePredictionsHook', 'AutocastOptimWrapper',
     'CPUDistributedDataParallel', 'setup_cpu_distributed'

@@ -33,7 +33,6 @@ except ImportError:  # pragma: no cover - NumPy 1.x
     from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
 
 
-
 def _history_buffer_method(owner: Any, name: str) -> Any:
     """Stands in for ``getattr`` while unpickling: mmengine pickles each ``HistoryBuffer``'s
     statistics methods as ``getattr(HistoryBuffer, 'mean')``. Only those lookups are allowed."""
@@ -168,6 +167,28 @@ def load_state_dict(model: torch.nn.Module,
     return report
 
 
+def adapt_state_dict(checkpoint: Any,
+                     source: str = '<checkpoint>',
+                     revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''), ),
+                     key_mapper: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+                     | None = None) -> dict[str, torch.Tensor]:
+    """The weights of a read checkpoint, with keys revised for this project's modules.
+
+    Args:
+        checkpoint: what :func:`read_checkpoint` returned.
+        source: the file name, for messages.
+        revise_keys: ``(pattern, replacement)`` regex substitutions applied to every key in turn.
+        key_mapper: applied after ``revise_keys``; converts another project's layout.
+    """
+    state_dict = extract_state_dict(checkpoint, source)
+    for pattern, replacement in revise_keys:
+        regex = re.compile(pattern)
+        state_dict = {regex.sub(replacement, k): v for k, v in state_dict.items()}
+    if key_mapper is not None:
+        state_dict = key_mapper(state_dict)
+    return state_dict
+
+
 def load_checkpoint(model: torch.nn.Module,
                     path: str | os.PathLike,
                     map_location: str | torch.device = 'cpu',
@@ -175,29 +196,18 @@ def load_checkpoint(model: torch.nn.Module,
                     revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''), ),
                     key_mapper: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
                     | None = None) -> tuple[Any, CheckpointReport]:
-    """Read ``path`` safely, adapt its keys and load it into ``model``.
+    """Read ``path`` safely, adapt its keys (:func:`adapt_state_dict`) and load it into ``model``.
 
     Args:
-        model: the module to fill.
-        path: a ``.pth`` file.
-        map_location: where tensors are placed while reading.
         strict: fail (loading nothing) unless keys and shapes match exactly.
-        revise_keys: ``(pattern, replacement)`` regex substitutions applied to every key in turn.
-        key_mapper: applied after ``revise_keys``; converts another project's layout.
 
     Returns:
         The raw checkpoint (for ``meta`` etc.) and the match report.
     """
     path = os.fspath(path)
     checkpoint = read_checkpoint(path, map_location)
-    state_dict = extract_state_dict(checkpoint, path)
-    for pattern, replacement in revise_keys:
-        regex = re.compile(pattern)
-        state_dict = {regex.sub(replacement, k): v for k, v in state_dict.items()}
-    if key_mapper is not None:
-        state_dict = key_mapper(state_dict)
-    report = load_state_dict(model, state_dict, strict=strict, source=path)
-    return checkpoint, report
+    state_dict = adapt_state_dict(checkpoint, path, revise_keys, key_mapper)
+    return checkpoint, load_state_dict(model, state_dict, strict=strict, source=path)
 
 
 def _load_local_weights_only(filename: str, map_location: Any = None) -> Any:

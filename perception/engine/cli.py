@@ -1,6 +1,7 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: config preparation and error reporting."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from ..registry import UnknownTypeError
 from .config import load_config
@@ -18,6 +19,18 @@ from .errors import PerceptionError
 
 # Errors that mean "the user's input is wrong": shown as one line, not a traceback.
 USER_ERRORS = (PerceptionError, UnknownTypeError, FileNotFoundError)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every config-driven tool takes: overrides and the launcher."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config keys, e.g. train_cfg.max_iters=100; '
+                        'a key that does not exist is an error')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
+                        help='job launcher (pytorch: started by torchrun)')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
 
 
 def exits_cleanly_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ import inspect
 import os
 from typing import Any, Iterator
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import Registry
 
 from .. import registry as reg
@@ -94,9 +94,10 @@ def apply_cfg_options(cfg: Config, options: dict[str, Any]) -> None:
     """
     from torch.utils.data import DataLoader
 
+    tree = cfg.to_dict()
     for dotted in options:
         parts = dotted.split('.')
-        node: Any = cfg.to_dict()
+        node: Any = tree
         for depth, part in enumerate(parts):
             where = '.'.join(parts[:depth]) or '<top level>'
             last = depth == len(parts) - 1
@@ -114,14 +115,17 @@ def apply_cfg_options(cfg: Config, options: dict[str, Any]) -> None:
                 continue
             if last:
                 registry = _registry_for(parts[:depth])
-                if 'type' in node and registry is not None and _accepts_argument(
-                        node['type'], registry, part):
+                # The type this dict will have once the same overrides have switched it.
+                obj_type = options.get('.'.join(parts[:depth] + ['type']), node.get('type'))
+                if obj_type is not None and registry is not None and _accepts_argument(
+                        obj_type, registry, part):
                     break
                 if depth == 1 and parts[0].endswith('_dataloader') and part in inspect.signature(
                         DataLoader).parameters:
                     break
             suggestions = close_names(part, [str(k) for k in node])
-            hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ''
+            hint = (f"; did you mean {', '.join(repr(s) for s in suggestions)}?"
+                    if suggestions else '')
             raise ConfigError(f"--cfg-options '{dotted}': no key '{part}' under '{where}' "
                               f"(keys there: {', '.join(map(str, node)) or 'none'}){hint}")
     cfg.merge_from_dict(options)
@@ -162,9 +166,12 @@ def check_config_types(cfg: Config | ConfigDict | dict) -> None:
         registry = _registry_for([p for p in path if not p.isdigit()])
         if registry is None:  # an unconventional place: models are the usual guess
             registry = reg.MODELS
-        if registry.get(obj_type) is None:
-            raise UnknownTypeError(
-                unknown_type_message(obj_type, registry, where='.'.join(path + ['type'])))
+        if registry.get(obj_type) is not None:
+            continue
+        # Some types sit inside another registry's section (a matcher in a model's train_cfg
+        # comes from TASK_UTILS); the builder knows which, so any registry knowing it will do.
+        if any(other.get(obj_type) is not None for other in reg.ALL_REGISTRIES.values()):
+            continue
+        raise UnknownTypeError(
+            unknown_type_message(obj_type, registry, where='.'.join(path + ['type'])))
 
-
-__all__ = ['load_config', 'apply_cfg_options', 'check_config_types', 'DictAction']
