@@ -22,7 +22,7 @@ from perception.engine.cli import (
     prepare_config,
     write_json,
 )
-from perception.engine.distributed import teardown_distributed
+from perception.engine.distributed import finish_distributed_run
 from perception.engine.errors import ConfigError
 
 
@@ -62,13 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
     load_state_dict(model, adapt_state_dict(checkpoint, args.checkpoint), strict=True,
                     source=args.checkpoint)
     metrics = runner.test()
-    main_process = is_main_process()  # asked before the process group is gone
-    teardown_distributed()
-    if main_process:
+    if is_main_process():
         for key, value in metrics.items():
             print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
         if args.out is not None and args.out.endswith('.json'):
             write_json(args.out, metrics)
+    finish_distributed_run()
     return metrics
 
 

@@ -13,7 +13,7 @@ import torch
 from mmengine.runner import Runner
 
 from perception.engine.cli import add_run_arguments, exits_cleanly_on_user_error, prepare_config
-from perception.engine.distributed import teardown_distributed
+from perception.engine.distributed import finish_distributed_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
-    teardown_distributed()
+    finish_distributed_run()
 
 
 if __name__ == '__main__':

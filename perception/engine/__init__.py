@@ -11,7 +11,11 @@ from .checkpoint import (
     read_checkpoint,
 )
 from .config import apply_cfg_options, check_config_types, load_config
-from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .distributed import (
+    CPUDistributedDataParallel,
+    finish_distributed_run,
+    setup_cpu_distributed,
+)
 from .errors import CheckpointError, ConfigError, DataError, PerceptionError
 from .hooks import SavePredictionsHook
 from .optim import AutocastOptimWrapper
@@ -21,5 +25,5 @@ __all__ = [
     'apply_cfg_options',
     'check_config_types', 'load_config', 'CheckpointError', 'ConfigError', 'DataError',
     'PerceptionError', 'SavePredictionsHook', 'AutocastOptimWrapper',
-    'CPUDistributedDataParallel', 'setup_cpu_distributed'
+    'CPUDistributedDataParallel', 'finish_distributed_run', 'setup_cpu_distributed'
 ]
