@@ -17,7 +17,8 @@ import time
 import torch
 
 from perception.engine.checkpoint import load_checkpoint
-from perception.engine.cli import exits_cleanly_on_user_error, prepare_config
+from perception.engine.cli import exits_cleanly_on_user_error
+from perception.engine.config import load_config
 from perception.engine.errors import ConfigError
 from perception.registry import MODELS
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = prepare_config(args.config, None, '/tmp/perception_benchmark')
+    cfg = load_config(args.config)
     shape = args.input_shape or cfg.get('benchmark', {}).get('input_shape')
     if not shape:
         raise ConfigError(f'{args.config}: no input shape: pass --input-shape or set '
@@ -89,12 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
         result['peak_rss_mib'] = _peak_rss_mib()
         result['peak_rss_growth_mib'] = _peak_rss_mib() - rss_before
     threads = torch.get_num_threads() if device.type == 'cpu' else '-'
-    print(f'{args.config}: input {args.batch_size}x{"x".join(map(str, shape))} on {device} '
+    size = 'x'.join(map(str, [args.batch_size, *shape]))
+    print(f'{args.config}: input {size} on {device} '
           f'(threads: {threads}), {args.runs} runs after {args.warmup} warm-up')
     for key, value in result.items():
         print(f'  {key}: {value:.3f}')
     memory = result.get('peak_memory_mib', result.get('peak_rss_mib'))
-    print(f'| {cfg.model.get("type")} | {args.batch_size}x{"x".join(map(str, shape))} | {device} '
+    print(f'| {cfg.model.get("type")} | {size} | {device} '
           f'| {result["params_m"]:.3f} | {median * 1e3:.2f} | {p90 * 1e3:.2f} | '
           f'{result["throughput_per_s"]:.1f} | {memory:.0f} |')
     return result

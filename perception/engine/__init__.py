@@ -22,8 +22,8 @@ from .optim import AutocastOptimWrapper
 
 __all__ = [
     'CheckpointReport', 'adapt_state_dict', 'load_checkpoint', 'load_state_dict', 'read_checkpoint',
-    'apply_cfg_options',
-    'check_config_types', 'load_config', 'CheckpointError', 'ConfigError', 'DataError',
-    'PerceptionError', 'SavePredictionsHook', 'AutocastOptimWrapper',
-    'CPUDistributedDataParallel', 'finish_distributed_run', 'setup_cpu_distributed'
+    'apply_cfg_options', 'check_config_types', 'load_config',
+    'CPUDistributedDataParallel', 'finish_distributed_run', 'setup_cpu_distributed',
+    'CheckpointError', 'ConfigError', 'DataError', 'PerceptionError',
+    'SavePredictionsHook', 'AutocastOptimWrapper',
 ]

@@ -3,8 +3,8 @@
 mmengine merges any ``--cfg-options`` key silently, so a typo (``optimizer.lrr=0.1``) trains with
 the default and nobody notices. ``apply_cfg_options`` accepts a key only if it exists in the
 config, or the dict it lands in builds a class whose constructor takes that argument.
-``check_config_types`` resolves every ``type='...'`` against the registry its place in the config
-implies, so an unknown type fails before a Runner is made, naming the config path and close names.
+``check_config_types`` resolves every ``type='...'``, so an unknown type fails before a Runner is
+made, naming its config path and the closest names in the registry its place implies.
 """
 from __future__ import annotations
 
@@ -163,15 +163,14 @@ def check_config_types(cfg: Config | ConfigDict | dict) -> None:
         obj_type = node['type']
         if not isinstance(obj_type, str):
             continue  # a class object (lazy-import configs) needs no lookup
-        registry = _registry_for([p for p in path if not p.isdigit()])
-        if registry is None:  # an unconventional place: models are the usual guess
-            registry = reg.MODELS
-        if registry.get(obj_type) is not None:
-            continue
         # Some types sit inside another registry's section (a matcher in a model's train_cfg
         # comes from TASK_UTILS); the builder knows which, so any registry knowing it will do.
         if any(other.get(obj_type) is not None for other in reg.ALL_REGISTRIES.values()):
             continue
+        # The section's registry chooses the names to suggest.
+        registry = _registry_for([p for p in path if not p.isdigit()])
+        if registry is None:  # an unconventional place: models are the usual guess
+            registry = reg.MODELS
         raise UnknownTypeError(
             unknown_type_message(obj_type, registry, where='.'.join(path + ['type'])))
 

@@ -46,8 +46,8 @@ def finish_distributed_run() -> None:
 
     Does nothing in a single-process run. With gloo, a worker process sometimes aborts *after*
     a clean ``destroy_process_group`` with "terminate called without an active exception" while
-    the interpreter shuts down (a C++ thread left joinable; seen in about one run in five on a
-    loaded 2-core machine), and torchrun then fails the whole job. Everything is written by the
+    the interpreter shuts down (a C++ thread left joinable; seen in 2 of 8 runs on a loaded
+    2-core machine), and torchrun then fails the whole job. Everything is written by the
     time this is called, so the process flushes its logs and leaves with ``os._exit(0)``.
     """
     if not (dist.is_available() and dist.is_initialized()):
