@@ -1,0 +1,54 @@
+"""Convert a raw dataset into info files (mmengine's annotation format) and helper data.
+
+    python tools/create_data.py kitti --root-path data/kitti --out-dir data/kitti
+                                      [--workers N] [--force]
+    python tools/create_data.py nuscenes --root-path data/nuscenes --out-dir data/nuscenes
+                                         --version v1.0-mini [--max-sweeps 10] [--force]
+
+Outputs are written to temporary files and renamed, so an interrupted run leaves the previous
+outputs intact; existing outputs are only replaced with ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+
+from perception.engine.cli import exits_cleanly_on_user_error
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Create info files for a dataset.')
+    datasets = parser.add_subparsers(dest='dataset', required=True)
+
+    kitti = datasets.add_parser('kitti', help='KITTI 3D object detection')
+    kitti.add_argument('--root-path', required=True,
+                       help='KITTI root holding ImageSets/, training/ and (optionally) testing/')
+    kitti.add_argument('--out-dir', help='where the infos go (default: the root path)')
+    kitti.add_argument('--workers', type=int, default=4, help='worker processes (default 4)')
+    kitti.add_argument('--force', action='store_true', help='overwrite existing outputs')
+
+    nus = datasets.add_parser('nuscenes', help='nuScenes 3D detection (needs nuscenes-devkit)')
+    nus.add_argument('--root-path', required=True, help='nuScenes root (samples/, sweeps/, vX/)')
+    nus.add_argument('--out-dir', help='where the infos go (default: the root path)')
+    nus.add_argument('--version', default='v1.0-trainval',
+                     choices=['v1.0-mini', 'v1.0-trainval', 'v1.0-test'])
+    nus.add_argument('--max-sweeps', type=int, default=10,
+                     help='previous LiDAR sweeps listed per sample (default 10)')
+    nus.add_argument('--force', action='store_true', help='overwrite existing outputs')
+    return parser.parse_args(argv)
+
+
+@exits_cleanly_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out_dir = args.out_dir or args.root_path
+    if args.dataset == 'kitti':
+        from perception.datasets.converters.kitti_converter import create_kitti_infos
+        create_kitti_infos(args.root_path, out_dir, workers=args.workers, force=args.force)
+    else:
+        from perception.datasets.converters.nuscenes_converter import create_nuscenes_infos
+        create_nuscenes_infos(args.root_path, out_dir, version=args.version,
+                              max_sweeps=args.max_sweeps, force=args.force)
+
+
+if __name__ == '__main__':
+    main()
