@@ -18,10 +18,12 @@ def check_can_write(path: str | os.PathLike, force: bool) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes, durable: bool = True) -> None:
     """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
 
-    A run interrupted midway leaves the previous file (if any) untouched.
+    A run interrupted midway leaves the previous file (if any) untouched. ``durable`` also syncs
+    the data to disk before the rename (for the info files; bulk per-frame outputs skip it, since
+    a sync per small file costs more than the conversion itself).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +31,9 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     try:
         with open(tmp, 'wb') as f:
             f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
