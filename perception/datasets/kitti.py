@@ -81,6 +81,8 @@ class KittiDataset(BaseDataset):
     def load_data_list(self) -> list[dict]:
         try:
             return super().load_data_list()
+        except DataError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f'{self.ann_file}: not a KITTI info file written by '
                             f'tools/create_data.py kitti ({error})') from None
