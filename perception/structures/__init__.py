@@ -3,6 +3,7 @@ from .boxes3d import Boxes3D, CameraBoxes3D, LiDARBoxes3D, limit_period, rotatio
 from .calibration import (
     KittiCalibration,
     SensorPoses,
+    invert_pose,
     pose_matrix,
     project_to_image,
     quaternion_to_matrix,
@@ -14,6 +15,6 @@ from .points import Points
 
 __all__ = [
     'Boxes3D', 'CameraBoxes3D', 'Det3DDataSample', 'KittiCalibration', 'LiDARBoxes3D', 'Points',
-    'SensorPoses', 'limit_period', 'pose_matrix', 'project_to_image', 'quaternion_to_matrix',
-    'rotation_matrix_about', 'to_homogeneous', 'transform_points',
+    'SensorPoses', 'invert_pose', 'limit_period', 'pose_matrix', 'project_to_image',
+    'quaternion_to_matrix', 'rotation_matrix_about', 'to_homogeneous', 'transform_points',
 ]

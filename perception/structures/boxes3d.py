@@ -39,10 +39,13 @@ CAMERA = _Frame('camera', up_axis=1, up_sign=-1.0, plane=(0, 2), yaw_sign=-1.0,
                 size_order=(0, 2, 1))
 
 
-def limit_period(angle: torch.Tensor, offset: float = 0.5,
-                 period: float = 2 * math.pi) -> torch.Tensor:
-    """Wrap ``angle`` into ``[-offset * period, (1 - offset) * period)``."""
-    return angle - torch.floor(angle / period + offset) * period
+def limit_period(angle: torch.Tensor | np.ndarray, offset: float = 0.5,
+                 period: float = 2 * math.pi) -> torch.Tensor | np.ndarray:
+    """Wrap ``angle`` (tensor, array or number) into ``[-offset, 1 - offset) * period``."""
+    if isinstance(angle, torch.Tensor):
+        return angle - torch.floor(angle / period + offset) * period
+    angle = np.asarray(angle, dtype=np.float64)
+    return angle - np.floor(angle / period + offset) * period
 
 
 def rotation_matrix_about(axis: int, angle: torch.Tensor) -> torch.Tensor:

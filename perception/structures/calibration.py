@@ -152,10 +152,18 @@ class KittiCalibration:
 
 
 def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
-    """``(..., 4)`` unit quaternions ``(w, x, y, z)`` (nuScenes order) -> ``(..., 3, 3)``."""
+    """``(..., 4)`` quaternions ``(w, x, y, z)`` (nuScenes order) -> ``(..., 3, 3)`` rotations.
+
+    Quaternions are normalised first (tables store them to float precision); a zero-length one
+    is an error.
+    """
     q = np.asarray(quaternion, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
+    if q.shape[-1:] != (4,):
+        raise ValueError(f'quaternions must have shape (..., 4) as (w, x, y, z), got {q.shape}')
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    if not np.all(norm > 1e-9):
+        raise ValueError('zero-length quaternion: cannot make a rotation from it')
+    w, x, y, z = np.moveaxis(q / norm, -1, 0)
     return np.stack([
         1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
         2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
@@ -163,12 +171,21 @@ def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
     ], axis=-1).reshape(*q.shape[:-1], 3, 3)
 
 
+def invert_pose(pose: np.ndarray) -> np.ndarray:
+    """Inverse of a 4x4 rigid transform as ``[R^T, -R^T t]`` (exact, unlike a general inverse)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    inverse = np.eye(4)
+    inverse[:3, :3] = pose[:3, :3].T
+    inverse[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
+    return inverse
+
+
 def pose_matrix(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     """4x4 transform from a ``(w, x, y, z)`` quaternion or 3x3 rotation and a translation."""
     rotation = np.asarray(rotation, dtype=np.float64)
     matrix = np.eye(4)
     matrix[:3, :3] = quaternion_to_matrix(rotation) if rotation.shape == (4,) else rotation
-    matrix[:3, 3] = translation
+    matrix[:3, 3] = np.asarray(translation, dtype=np.float64)
     return matrix
 
 
