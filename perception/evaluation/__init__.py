@@ -1,10 +1,13 @@
 """Evaluation protocols: one module per benchmark, each a pure function plus a BaseMetric."""
-from .coco import CocoMetric
-from .kitti import KittiMetric
-from .nuscenes import NuScenesMetric
-from .segmentation import SegMetric
-from .stereo import StereoMetric
-from .super_resolution import SRMetric, psnr, rgb_to_y
+from .coco import CocoMetric, coco_evaluate
+from .kitti import KittiMetric, annos_from_camera_boxes, evaluate_label_dirs, kitti_eval
+from .nuscenes import NuScenesMetric, evaluate_detection, export_submission
+from .segmentation import SegMetric, confusion_matrix, segmentation_scores
+from .stereo import StereoMetric, bad_pixel_rate, d1, epe
+from .super_resolution import SRMetric, evaluate_image_dirs, psnr, rgb_to_y, ssim
 
 __all__ = ['CocoMetric', 'KittiMetric', 'NuScenesMetric', 'SRMetric', 'SegMetric',
-           'StereoMetric', 'psnr', 'rgb_to_y']
+           'StereoMetric', 'annos_from_camera_boxes', 'bad_pixel_rate', 'coco_evaluate',
+           'confusion_matrix', 'd1', 'epe', 'evaluate_detection', 'evaluate_image_dirs',
+           'evaluate_label_dirs', 'export_submission', 'kitti_eval', 'psnr', 'rgb_to_y',
+           'segmentation_scores', 'ssim']
