@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint test-fast test-slow install clean
+.PHONY: demo test lint test-fast test-slow test-extras install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,24 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The tests that need optional extras (nuscenes-devkit, spconv) in a second environment: the
+# devkit pins numpy < 2, which the main environment must not inherit. They compare our nuScenes
+# metrics and converter with the devkit's, and our voxelisation with spconv's.
+EXTRAS_VENV := .venv-extras
+EXTRAS_PY := $(EXTRAS_VENV)/bin/python
+EXTRAS_STAMP := $(EXTRAS_VENV)/.installed
+EXTRAS_TESTS := tests/test_eval_nuscenes.py tests/test_nuscenes_converter.py \
+	tests/test_ops_voxelize.py tests/test_extras.py
+
+$(EXTRAS_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(EXTRAS_VENV)
+	$(EXTRAS_PY) -m pip install --quiet torch==2.13.0
+	$(EXTRAS_PY) -m pip install --quiet -e ".[dev,nus,lidar]" torch==2.13.0
+	touch $(EXTRAS_STAMP)
+
+test-extras: $(EXTRAS_STAMP)
+	$(EXTRAS_PY) -c "import nuscenes.eval.detection.algo, spconv.pytorch"  # else tests would skip
+	$(EXTRAS_PY) -m pytest -m "not slow" $(PYTEST_ARGS) $(EXTRAS_TESTS)
+
 clean:
-	rm -rf $(VENV) work_dirs .pytest_cache
+	rm -rf $(VENV) $(EXTRAS_VENV) work_dirs .pytest_cache
