@@ -2,6 +2,8 @@
 from . import transforms  # noqa: F401
 from .kitti import KittiDataset
 from .nuscenes import NuScenesDataset
+from .stereo import ETH3DDataset, KittiStereoDataset, MiddleburyDataset, SceneFlowDataset
 from .super_resolution import PairedImageDataset, SyntheticSRDataset
 
-__all__ = ['KittiDataset', 'NuScenesDataset', 'PairedImageDataset', 'SyntheticSRDataset']
+__all__ = ['ETH3DDataset', 'KittiDataset', 'KittiStereoDataset', 'MiddleburyDataset',
+           'NuScenesDataset', 'PairedImageDataset', 'SceneFlowDataset', 'SyntheticSRDataset']

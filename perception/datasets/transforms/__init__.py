@@ -11,7 +11,19 @@ from .augment3d import (
 from .formatting import Pack3DDetInputs
 from .imresize import imresize
 from .loading import LoadAnnotations3D, LoadImage, LoadPointsFromFile, LoadPointsFromMultiSweeps
+from .stereo import (
+    LoadDisparity,
+    LoadStereoPair,
+    PackStereoInputs,
+    StereoColorJitter,
+    StereoEraser,
+    StereoRandomCrop,
+    StereoRandomFlip,
+    StereoRandomScale,
+)
 
 __all__ = ['GlobalRotScaleTrans', 'LoadAnnotations3D', 'LoadImage', 'LoadPointsFromFile',
            'LoadPointsFromMultiSweeps', 'ObjectNameFilter', 'ObjectRangeFilter', 'ObjectSample',
-           'Pack3DDetInputs', 'PointShuffle', 'PointsRangeFilter', 'RandomFlip3D', 'imresize']
+           'LoadDisparity', 'LoadStereoPair', 'Pack3DDetInputs', 'PackStereoInputs', 'PointShuffle',
+           'PointsRangeFilter', 'RandomFlip3D', 'StereoColorJitter', 'StereoEraser',
+           'StereoRandomCrop', 'StereoRandomFlip', 'StereoRandomScale', 'imresize']
