@@ -1,4 +1,15 @@
 """Reusable blocks: deformable attention, ConvGRU, window/group attention, linear RNN ops."""
 from .drop import DropPath, drop_path, trunc_normal_
+from .fpn import FPN
+from .norm import LayerNorm2d
+from .window_attention import (
+    WindowAttention,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
-__all__ = ['DropPath', 'drop_path', 'trunc_normal_']
+__all__ = ['FPN', 'DropPath', 'LayerNorm2d', 'WindowAttention', 'drop_path',
+           'relative_position_index', 'shifted_window_mask', 'trunc_normal_', 'window_partition',
+           'window_reverse']
