@@ -1,4 +1,5 @@
 """Reusable blocks: deformable attention, ConvGRU, window/group attention, linear RNN ops."""
+from .conv_gru import ConvGRU
 from .drop import DropPath, drop_path, trunc_normal_
 from .fpn import FPN
 from .norm import LayerNorm2d
@@ -10,6 +11,6 @@ from .window_attention import (
     window_reverse,
 )
 
-__all__ = ['FPN', 'DropPath', 'LayerNorm2d', 'WindowAttention', 'drop_path',
+__all__ = ['FPN', 'ConvGRU', 'DropPath', 'LayerNorm2d', 'WindowAttention', 'drop_path',
            'relative_position_index', 'shifted_window_mask', 'trunc_normal_', 'window_partition',
            'window_reverse']
