@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from perception.datasets.converters.kitti_converter import (
     create_kitti_infos,
@@ -143,7 +144,7 @@ def test_camera_only_frame_is_reported_and_kept(converted, caplog):
     assert [camera[i]['frame_id'] for i in range(len(camera))] == ['000000', '000007', '000008']
 
 
-def test_conversion_warns_about_missing_velodyne(kitti_copy, capsys):
+def test_conversion_warns_about_missing_velodyne(kitti_copy):
     result = run_tool('tools/create_data.py', 'kitti', '--root-path', kitti_copy,
                       '--workers', '2')
     assert result.returncode == 0, result.stderr
@@ -168,7 +169,6 @@ def test_ground_truth_database(converted):
         box = LiDARBoxes3D([entry['box3d_lidar']])
         moved = box.translate(-box.tensor[0, :3])  # points are stored relative to the bottom centre
         if len(points):
-            import torch
             assert moved.points_in_boxes(torch.from_numpy(points[:, :3]).double()).all()
 
 

@@ -112,9 +112,12 @@ class _FrameResult:
     warning: str | None = None
 
 
-def _convert_frame(job: _Job) -> _FrameResult:
-    # One thread per worker process: the pool provides the parallelism.
+def _single_threaded_worker() -> None:
+    # One torch thread per worker process: the pool provides the parallelism.
     torch.set_num_threads(1)
+
+
+def _convert_frame(job: _Job) -> _FrameResult:
     folder = job.root / job.split
     calib = KittiCalibration.from_file(folder / 'calib' / f'{job.frame_id}.txt')
     images = {}
@@ -282,6 +285,7 @@ def create_kitti_infos(root_path: str | os.PathLike, out_dir: str | os.PathLike 
     start = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
         results = track_parallel_progress(_convert_frame, jobs, nproc=workers,
+                                          initializer=_single_threaded_worker,
                                           chunksize=max(1, len(jobs) // (workers * 8)))
     else:
         results = track_progress(_convert_frame, jobs)
