@@ -4,6 +4,7 @@
                                       [--workers N] [--force]
     python tools/create_data.py nuscenes --root-path data/nuscenes --out-dir data/nuscenes
                                          --version v1.0-mini [--max-sweeps 10] [--force]
+    python tools/create_data.py cityscapes --root-path data/cityscapes [--workers N] [--force]
 
 Outputs are written to temporary files and renamed, so an interrupted run leaves the previous
 outputs intact; existing outputs are only replaced with ``--force``.
@@ -34,12 +35,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     nus.add_argument('--max-sweeps', type=int, default=10,
                      help='previous LiDAR sweeps listed per sample (default 10)')
     nus.add_argument('--force', action='store_true', help='overwrite existing outputs')
+
+    cityscapes = datasets.add_parser('cityscapes',
+                                     help='Cityscapes: gtFine polygons -> labelTrainIds PNGs')
+    cityscapes.add_argument('--root-path', required=True, help='Cityscapes root holding gtFine/')
+    cityscapes.add_argument('--workers', type=int, default=4, help='worker processes (default 4)')
+    cityscapes.add_argument('--force', action='store_true', help='overwrite existing outputs')
     return parser.parse_args(argv)
 
 
 @exits_cleanly_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.dataset == 'cityscapes':
+        from perception.datasets.converters.cityscapes_converter import create_cityscapes_trainids
+        create_cityscapes_trainids(args.root_path, workers=args.workers, force=args.force)
+        return
     out_dir = args.out_dir or args.root_path
     if args.dataset == 'kitti':
         from perception.datasets.converters.kitti_converter import create_kitti_infos

@@ -2,8 +2,10 @@
 from . import transforms  # noqa: F401
 from .kitti import KittiDataset
 from .nuscenes import NuScenesDataset
+from .segmentation import ADE20KDataset, CityscapesDataset
 from .stereo import ETH3DDataset, KittiStereoDataset, MiddleburyDataset, SceneFlowDataset
 from .super_resolution import PairedImageDataset, SyntheticSRDataset
 
-__all__ = ['ETH3DDataset', 'KittiDataset', 'KittiStereoDataset', 'MiddleburyDataset',
-           'NuScenesDataset', 'PairedImageDataset', 'SceneFlowDataset', 'SyntheticSRDataset']
+__all__ = ['ADE20KDataset', 'CityscapesDataset', 'ETH3DDataset', 'KittiDataset',
+           'KittiStereoDataset', 'MiddleburyDataset', 'NuScenesDataset', 'PairedImageDataset',
+           'SceneFlowDataset', 'SyntheticSRDataset']

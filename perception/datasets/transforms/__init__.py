@@ -11,6 +11,15 @@ from .augment3d import (
 from .formatting import Pack3DDetInputs
 from .imresize import imresize
 from .loading import LoadAnnotations3D, LoadImage, LoadPointsFromFile, LoadPointsFromMultiSweeps
+from .segmentation import (
+    LoadSegAnnotations,
+    LoadSegImage,
+    PackSegInputs,
+    PhotoMetricDistortion,
+    RandomCrop,
+    RandomFlip,
+    RandomResize,
+)
 from .stereo import (
     LoadDisparity,
     LoadStereoPair,
@@ -24,6 +33,8 @@ from .stereo import (
 
 __all__ = ['GlobalRotScaleTrans', 'LoadAnnotations3D', 'LoadImage', 'LoadPointsFromFile',
            'LoadPointsFromMultiSweeps', 'ObjectNameFilter', 'ObjectRangeFilter', 'ObjectSample',
-           'LoadDisparity', 'LoadStereoPair', 'Pack3DDetInputs', 'PackStereoInputs', 'PointShuffle',
-           'PointsRangeFilter', 'RandomFlip3D', 'StereoColorJitter', 'StereoEraser',
+           'LoadDisparity', 'LoadSegAnnotations', 'LoadSegImage', 'LoadStereoPair',
+           'Pack3DDetInputs', 'PackSegInputs', 'PackStereoInputs', 'PhotoMetricDistortion',
+           'PointShuffle', 'PointsRangeFilter', 'RandomCrop', 'RandomFlip', 'RandomFlip3D',
+           'RandomResize', 'StereoColorJitter', 'StereoEraser',
            'StereoRandomCrop', 'StereoRandomFlip', 'StereoRandomScale', 'imresize']
