@@ -1,0 +1,173 @@
+"""Run a trained model on your own inputs and write the results to a folder.
+
+    python tools/infer.py stereo CONFIG CHECKPOINT --left L.png --right R.png --out-dir DIR
+        [--calib calib.txt | --focal F --baseline B [--doffs D] [--cx CX --cy CY]]
+        [--iters N] [--max-side S] [--device cpu|cuda]
+
+``stereo`` writes ``disp.png`` (KITTI 16-bit, ``d * 256``, 0 = invalid), ``disp.pfm`` (float32),
+``disp_color.png`` (turbo colour map) and, given a calibration, ``depth.pfm`` (the baseline's unit:
+mm for Middlebury ``calib.txt``; ``inf`` = invalid) and ``cloud.ply`` (binary little-endian, x y z
+float + red green blue uchar, left-camera frame, valid pixels only). ``--max-side`` runs the
+network on a copy downscaled so that its longer side is at most S pixels, then resizes the
+disparity back to full resolution and rescales its values, to bound memory on large images.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from perception.apis.inference import (
+    depth_to_points,
+    disparity_to_depth,
+    inference_stereo,
+    init_model,
+    write_ply,
+)
+from perception.datasets.stereo_io import (
+    read_calib_txt,
+    write_kitti_disparity,
+    write_pfm,
+)
+from perception.datasets.transforms.loading import read_rgb
+from perception.engine.cli import exits_cleanly_on_user_error
+from perception.engine.errors import ConfigError, DataError
+from perception.visualization.colors import colorize
+
+
+def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser('stereo', help='disparity, depth and point cloud of a stereo pair',
+                              description='Disparity (and with a calibration depth and a '
+                              'coloured point cloud) of a rectified stereo pair.')
+    p.add_argument('config', help='config file of the stereo model')
+    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
+    p.add_argument('--left', required=True, help='left (reference) image')
+    p.add_argument('--right', required=True, help='right image, same size as the left')
+    p.add_argument('--out-dir', required=True, help='folder for the outputs (created)')
+    p.add_argument('--calib', help='Middlebury / ETH3D calib.txt (cam0, baseline, doffs)')
+    p.add_argument('--focal', type=float, help='focal length in pixels (instead of --calib)')
+    p.add_argument('--baseline', type=float, help='baseline, in the unit depth should have')
+    p.add_argument('--doffs', type=float, default=0.0,
+                   help='cx_right - cx_left in pixels (default 0)')
+    p.add_argument('--cx', type=float, help='principal point x (default: image centre)')
+    p.add_argument('--cy', type=float, help='principal point y (default: image centre)')
+    p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
+    p.add_argument('--max-side', type=int,
+                   help='downscale the pair so its longer side is at most this many pixels')
+    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
+    p.set_defaults(func=run_stereo)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Run a perception model on your own inputs.')
+    subparsers = parser.add_subparsers(dest='task', required=True, metavar='TASK')
+    _add_stereo_parser(subparsers)
+    return parser.parse_args(argv)
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _write_rgb_png(path: Path, image: np.ndarray) -> None:
+    import cv2
+
+    ok, png = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f'{path}: PNG encoding failed')
+    _atomic_bytes(path, png.tobytes())
+
+
+def _camera(args: argparse.Namespace, width: int,
+            height: int) -> tuple[float, float, float, float, float] | None:
+    """``(focal, baseline, doffs, cx, cy)`` from ``--calib`` or ``--focal/--baseline``."""
+    if args.calib and (args.focal is not None or args.baseline is not None):
+        raise ConfigError('give either --calib or --focal/--baseline, not both')
+    if args.calib:
+        calib = read_calib_txt(args.calib)
+        if calib.width is not None and calib.height is not None and (
+                (calib.width, calib.height) != (width, height)):
+            raise DataError(f'{args.calib}: calibration is for {calib.width}x{calib.height} '
+                            f'images, the pair is {width}x{height}')
+        return (calib.focal, calib.baseline, calib.doffs, float(calib.cam0[0, 2]),
+                float(calib.cam0[1, 2]))
+    if args.focal is None and args.baseline is None:
+        return None
+    if args.focal is None or args.baseline is None or not (args.focal > 0 and args.baseline > 0):
+        raise ConfigError('depth needs both --focal (px) and --baseline, both positive')
+    cx = args.cx if args.cx is not None else (width - 1) / 2
+    cy = args.cy if args.cy is not None else (height - 1) / 2
+    return args.focal, args.baseline, args.doffs, cx, cy
+
+
+def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _upscale_disparity(disp: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a disparity map to ``width x height``; values scale with the width ratio."""
+    import cv2
+
+    ratio = width / disp.shape[1]
+    return cv2.resize(disp, (width, height), interpolation=cv2.INTER_LINEAR) * ratio
+
+
+def run_stereo(args: argparse.Namespace) -> None:
+    if args.iters is not None and args.iters < 1:
+        raise ConfigError(f'--iters must be >= 1, got {args.iters}')
+    if args.max_side is not None and args.max_side < 32:
+        raise ConfigError(f'--max-side must be >= 32, got {args.max_side}')
+    left, right = read_rgb(args.left), read_rgb(args.right)
+    if left.shape != right.shape:
+        (hl, wl), (hr, wr) = left.shape[:2], right.shape[:2]
+        raise DataError(f'stereo pair of different sizes: left {args.left} is {wl}x{hl}, '
+                        f'right {args.right} is {wr}x{hr} (width x height)')
+    height, width = left.shape[:2]
+    camera = _camera(args, width, height)  # checked before the (slow) network runs
+
+    model = init_model(args.config, args.checkpoint, args.device)
+    if args.max_side is not None and max(height, width) > args.max_side:
+        small = inference_stereo(model, _downscale(left, args.max_side),
+                                 _downscale(right, args.max_side), args.iters)
+        disp = _upscale_disparity(small, width, height)
+    else:
+        disp = inference_stereo(model, left, right, args.iters)
+    # A rectified pair has no negative disparity: clamp what an imperfect model predicts.
+    disp = np.maximum(disp, 0).astype(np.float32)
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_kitti_disparity(out / 'disp.png', disp)
+    write_pfm(out / 'disp.pfm', disp)
+    _write_rgb_png(out / 'disp_color.png', colorize(disp, vmin=0.0))
+    written = ['disp.png', 'disp.pfm', 'disp_color.png']
+    if camera is not None:
+        focal, baseline, doffs, cx, cy = camera
+        depth = disparity_to_depth(disp, focal, baseline, doffs)
+        write_pfm(out / 'depth.pfm', depth)
+        points, colors = depth_to_points(depth, focal, cx, cy, left)
+        write_ply(out / 'cloud.ply', points, colors)
+        written += ['depth.pfm', f'cloud.ply ({len(points)} points)']
+    print(f'disparity {width}x{height}: min {disp.min():.2f} max {disp.max():.2f} px; wrote '
+          f'{", ".join(written)} to {out}')
+
+
+@exits_cleanly_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.func(args)
+
+
+if __name__ == '__main__':
+    main()
