@@ -14,8 +14,6 @@ disparity back to full resolution and rescales its values, to bound memory on la
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from perception.datasets.stereo_io import (
 from perception.datasets.transforms.loading import read_rgb
 from perception.engine.cli import exits_cleanly_on_user_error
 from perception.engine.errors import ConfigError, DataError
+from perception.visualization.boxes3d import write_png
 from perception.visualization.colors import colorize
 
 
@@ -66,22 +65,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     subparsers = parser.add_subparsers(dest='task', required=True, metavar='TASK')
     _add_stereo_parser(subparsers)
     return parser.parse_args(argv)
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _write_rgb_png(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    ok, png = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f'{path}: PNG encoding failed')
-    _atomic_bytes(path, png.tobytes())
 
 
 def _camera(args: argparse.Namespace, width: int,
@@ -150,7 +133,7 @@ def run_stereo(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_kitti_disparity(out / 'disp.png', disp)
     write_pfm(out / 'disp.pfm', disp)
-    _write_rgb_png(out / 'disp_color.png', colorize(disp, vmin=0.0))
+    write_png(out / 'disp_color.png', colorize(disp, vmin=0.0))
     written = ['disp.png', 'disp.pfm', 'disp_color.png']
     if camera is not None:
         focal, baseline, doffs, cx, cy = camera

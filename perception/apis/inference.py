@@ -12,8 +12,6 @@ y down, z forward).
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from torch import nn
 from ..engine.checkpoint import adapt_state_dict, load_state_dict, read_checkpoint
 from ..engine.config import load_config
 from ..engine.errors import ConfigError, DataError
+from ..engine.fileio import atomic_write_bytes
 from ..registry import MODELS, SCOPE
 
 __all__ = ['disparity_to_depth', 'depth_to_points', 'inference_stereo', 'init_model',
@@ -173,14 +172,4 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -
               'property float x\nproperty float y\nproperty float z\n'
               'property uchar red\nproperty uchar green\nproperty uchar blue\n'
               'end_header\n').encode('ascii')
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(header)
-            f.write(vertex.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, header + vertex.tobytes(), durable=False)

@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from ..engine.errors import DataError
+from ..engine.fileio import atomic_write_bytes
 
 # Field order of one line after the type name (file order: sizes h, w, l).
 _FIELDS = ('truncated', 'occluded', 'alpha', 'x1', 'y1', 'x2', 'y2', 'h', 'w', 'l', 'x', 'y', 'z',
@@ -198,6 +199,4 @@ def write_label_file(path: str | os.PathLike, annos: Mapping[str, np.ndarray],
         if score is not None:
             values.append(fs.format(score[i]))
         lines.append(' '.join(values))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(line + '\n' for line in lines))
+    atomic_write_bytes(path, ''.join(line + '\n' for line in lines).encode(), durable=False)

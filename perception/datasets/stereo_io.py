@@ -15,33 +15,19 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..engine.errors import DataError
+from ..engine.fileio import atomic_write_bytes
 
 __all__ = ['StereoCalib', 'read_calib_txt', 'read_kitti_disparity', 'read_pfm',
            'write_kitti_disparity', 'write_pfm']
 
 _KITTI_SCALE = 256.0
 _PFM_TOKEN = re.compile(rb'\s*(\S+)')
-
-
-def _atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent or '.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------- PFM
@@ -129,7 +115,7 @@ def write_pfm(path: str | os.PathLike, array: np.ndarray, little_endian: bool = 
     scale = '-1.0' if little_endian else '1.0'
     header = f'{kind}\n{width} {height}\n{scale}\n'.encode('ascii')
     data = np.ascontiguousarray(array[::-1], dtype='<f4' if little_endian else '>f4')
-    _atomic_write(path, header + data.tobytes())
+    atomic_write_bytes(path, header + data.tobytes(), durable=False)
 
 
 # --------------------------------------------------------------------------------- KITTI PNG
@@ -182,7 +168,7 @@ def write_kitti_disparity(path: str | os.PathLike, disp: np.ndarray,
     success, png = cv2.imencode('.png', encoded)
     if not success:
         raise OSError(f'write_kitti_disparity({path}): PNG encoding failed')
-    _atomic_write(path, png.tobytes())
+    atomic_write_bytes(path, png.tobytes(), durable=False)
 
 
 # ------------------------------------------------------------------------------- calib.txt

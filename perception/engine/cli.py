@@ -16,6 +16,7 @@ from ..registry import UnknownTypeError
 from .config import load_config
 from .distributed import setup_cpu_distributed
 from .errors import PerceptionError
+from .fileio import atomic_write_bytes
 
 # Errors that mean "the user's input is wrong": shown as one line, not a traceback.
 USER_ERRORS = (PerceptionError, UnknownTypeError, FileNotFoundError)
@@ -72,8 +73,5 @@ def prepare_config(config: str,
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True).encode(),
+                       durable=False)

@@ -55,6 +55,7 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 
 from ..engine.errors import DataError
+from ..engine.fileio import atomic_write_bytes
 from ..registry import METRICS
 from ..structures import quaternion_to_matrix
 
@@ -863,19 +864,7 @@ def export_submission(results_per_sample: Mapping[str, Mapping[str, Any]],
     """
     payload = json.dumps(submission_dict(results_per_sample, meta, max_boxes, overflow),
                          allow_nan=True).encode()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_bytes(path, payload)
 
 
 # ---------------------------------------------------------------------------------------------

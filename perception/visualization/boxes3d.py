@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..engine.fileio import atomic_write_bytes
 from ..structures.boxes3d import Boxes3D, LiDARBoxes3D
 from ..structures.calibration import to_homogeneous
 from .colors import GT_COLOR, box_colors, colorize
@@ -91,15 +92,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     ok, encoded = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f'{path}: OpenCV could not encode the image as PNG')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_bytes(path, encoded.tobytes(), durable=False)
 
 
 # ------------------------------------------------------------------------------ projection maths
