@@ -26,6 +26,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from ..registry import METRICS
+from .sample_fields import require_field
 
 IOU_TYPES = ('bbox', 'segm')
 _STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
@@ -189,9 +190,7 @@ def coco_evaluate(gt_per_image: Sequence[dict], pred_per_image: Sequence[dict],
 
 def _instance_field(sample: Any, name: str) -> dict:
     """``gt_instances`` / ``pred_instances`` of a sample as a plain dict of arrays."""
-    value = sample.get(name) if isinstance(sample, dict) else getattr(sample, name, None)
-    if value is None:
-        raise KeyError(f'CocoMetric: data sample has no {name!r}')
+    value = require_field(sample, name, 'CocoMetric')
     if isinstance(value, dict):
         return dict(value)
     keys = ('bboxes', 'labels', 'scores', 'masks', 'ignore_flags')

@@ -61,6 +61,7 @@ from mmengine.logging import print_log
 from ..datasets.kitti_format import UNKNOWN_ALPHA, empty_annos, read_label_file, write_label_file
 from ..engine.errors import DataError
 from ..registry import METRICS
+from .sample_fields import sample_field
 
 __all__ = [
     'KITTI_CLASSES', 'KittiMetric', 'annos_from_camera_boxes', 'ap11', 'ap40', 'eval_class',
@@ -844,12 +845,6 @@ def _to_numpy(value: Any) -> Any:
     return getattr(value, 'tensor', value) if not isinstance(value, np.ndarray) else value
 
 
-def _get(sample: Any, key: str) -> Any:
-    if isinstance(sample, Mapping):
-        return sample.get(key)
-    return getattr(sample, key, None)
-
-
 @METRICS.register_module()
 class KittiMetric(BaseMetric):
     """KITTI 2D / BEV / 3D / AOS AP (see :func:`kitti_eval`) in an mmengine evaluator.
@@ -882,13 +877,13 @@ class KittiMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
-            pred = _get(sample, 'pred_annos')
+            pred = sample_field(sample, 'pred_annos')
             if pred is None:
                 raise KeyError('KittiMetric: data sample has no pred_annos (build it with '
                                'annos_from_camera_boxes)')
             pred = {k: np.asarray(_to_numpy(v)) for k, v in dict(pred).items()}
             frame_id = self._frame_id(sample)
-            gt = _get(sample, 'gt_annos')
+            gt = sample_field(sample, 'gt_annos')
             if gt is None:
                 if self.gt_label_dir is None or frame_id is None:
                     raise KeyError('KittiMetric: data sample has no gt_annos; set gt_label_dir '
@@ -901,12 +896,12 @@ class KittiMetric(BaseMetric):
 
     @staticmethod
     def _frame_id(sample: Any) -> str | None:
-        frame_id = _get(sample, 'frame_id')
+        frame_id = sample_field(sample, 'frame_id')
         if frame_id is None and hasattr(sample, 'metainfo'):
             frame_id = sample.metainfo.get('frame_id')
         if frame_id is not None:
             return str(frame_id)
-        index = _get(sample, 'sample_idx')
+        index = sample_field(sample, 'sample_idx')
         if index is None and hasattr(sample, 'metainfo'):
             index = sample.metainfo.get('sample_idx')
         return None if index is None else f'{int(index):06d}'

@@ -58,6 +58,7 @@ from ..engine.errors import DataError
 from ..engine.fileio import atomic_write_bytes
 from ..registry import METRICS
 from ..structures import quaternion_to_matrix
+from .sample_fields import sample_field
 
 DETECTION_NAMES = ('car', 'truck', 'bus', 'trailer', 'construction_vehicle', 'pedestrian',
                    'motorcycle', 'bicycle', 'traffic_cone', 'barrier')
@@ -870,13 +871,6 @@ def export_submission(results_per_sample: Mapping[str, Mapping[str, Any]],
 # ---------------------------------------------------------------------------------------------
 # mmengine metric
 # ---------------------------------------------------------------------------------------------
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    # Dicts, and mmengine data elements (whose data and metainfo fields are both attributes).
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def _numpy(value: Any) -> np.ndarray:
     value = getattr(value, 'tensor', value)          # box structures keep their data in .tensor
     if hasattr(value, 'detach'):
@@ -938,12 +932,13 @@ class NuScenesMetric(BaseMetric):
 
     def _convert(self, instances: Any, sample: Any, token: str, is_gt: bool) -> dict[str, Any]:
         classes = self._class_names()
-        boxes = _get(instances, 'bboxes_3d')
+        boxes = sample_field(instances, 'bboxes_3d')
         boxes = np.zeros((0, 9)) if boxes is None else _numpy(boxes).astype(np.float64)
         if boxes.ndim != 2 or boxes.shape[1] not in (7, 9):
             raise DataError(f'sample {token!r}: bboxes_3d must be (N, 9) [x, y, z, l, w, h, yaw, '
                             f'vx, vy] or (N, 7), got shape {boxes.shape}')
-        labels = _numpy(_get(instances, 'labels_3d', np.zeros(0))).astype(np.int64).reshape(-1)
+        labels = _numpy(sample_field(instances, 'labels_3d', np.zeros(0)))
+        labels = labels.astype(np.int64).reshape(-1)
         if len(labels) != len(boxes):
             raise DataError(f'sample {token!r}: {len(boxes)} boxes but {len(labels)} labels')
         if len(labels) and (labels.max() >= len(classes)):
@@ -954,24 +949,25 @@ class NuScenesMetric(BaseMetric):
         det = to_det[np.where(labels < 0, -1, labels)]
         keep = det >= 0
         det = np.maximum(det, 0)            # placeholder class for dropped rows
-        lidar2ego, ego2global = _get(sample, 'lidar2ego'), _get(sample, 'ego2global')
+        lidar2ego = sample_field(sample, 'lidar2ego')
+        ego2global = sample_field(sample, 'ego2global')
         if lidar2ego is None or ego2global is None:
             raise DataError(f'sample {token!r}: metainfo needs lidar2ego and ego2global (4x4)')
         out = lidar_boxes_to_global(boxes, lidar2ego, ego2global)
         ranges = np.array([self.config.class_range[n] for n in DETECTION_NAMES])[det]
         if is_gt:
-            n_pts = _numpy(_get(instances, 'num_lidar_pts', np.full(len(boxes), -1)))
-            radar = _get(instances, 'num_radar_pts')
+            n_pts = _numpy(sample_field(instances, 'num_lidar_pts', np.full(len(boxes), -1)))
+            radar = sample_field(instances, 'num_radar_pts')
             out['num_pts'] = n_pts.astype(np.int64).reshape(-1) + (
                 0 if radar is None else _numpy(radar).astype(np.int64).reshape(-1))
-            attr = _get(instances, 'attr_labels')
+            attr = sample_field(instances, 'attr_labels')
             attr = (np.full(len(boxes), -1) if attr is None
                     else _numpy(attr).astype(np.int64).reshape(-1))
             out['attribute_name'] = np.array(
                 [MMDET3D_ATTRIBUTES[a] if 0 <= a < len(MMDET3D_ATTRIBUTES) else '' for a in attr],
                 dtype=object)
         else:
-            scores = _numpy(_get(instances, 'scores_3d')).astype(np.float64).reshape(-1)
+            scores = _numpy(sample_field(instances, 'scores_3d')).astype(np.float64).reshape(-1)
             if len(scores) != len(boxes):
                 raise DataError(f'sample {token!r}: {len(boxes)} boxes but {len(scores)} scores')
             if np.isnan(scores).any():
@@ -991,11 +987,11 @@ class NuScenesMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
-            token = _get(sample, 'token') or _get(sample, 'sample_token')
+            token = sample_field(sample, 'token') or sample_field(sample, 'sample_token')
             if token is None:
                 raise DataError('NuScenesMetric: data sample metainfo has no token')
-            pred = _get(sample, 'pred_instances_3d')
-            gt = _get(sample, 'gt_instances_3d')
+            pred = sample_field(sample, 'pred_instances_3d')
+            gt = sample_field(sample, 'gt_instances_3d')
             if pred is None or gt is None:
                 raise DataError(f'sample {token!r}: needs pred_instances_3d and gt_instances_3d')
             self.results.append(dict(token=str(token),

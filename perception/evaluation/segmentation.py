@@ -20,6 +20,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from ..registry import METRICS
+from .sample_fields import dense_map
 
 
 def reduce_zero_label_map(gt: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
@@ -100,23 +101,6 @@ def format_table(scores: dict[str, float], class_names: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def _label_map(sample: Any, name: str) -> torch.Tensor:
-    """A ``(H, W)`` integer map from a data-sample field (unwraps ``.data``, ``(1, H, W)``)."""
-    value = sample.get(name) if isinstance(sample, dict) else getattr(sample, name, None)
-    if value is None:
-        raise KeyError(f'SegMetric: data sample has no {name!r}')
-    if not isinstance(value, torch.Tensor):
-        if not isinstance(value, np.ndarray):  # PixelData-like (ndarrays have a .data too)
-            value = value.get('data') if isinstance(value, dict) else getattr(value, 'data', value)
-        value = torch.as_tensor(value)
-    if value.dim() == 3 and value.shape[0] == 1:
-        value = value[0]
-    if value.dim() != 2:
-        raise ValueError(f'SegMetric: {name} must be (H, W) or (1, H, W), got '
-                         f'{tuple(value.shape)}')
-    return value
-
-
 @METRICS.register_module()
 class SegMetric(BaseMetric):
     """Streaming mIoU / mAcc / aAcc over a dataset.
@@ -167,8 +151,8 @@ class SegMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         k = self.num_classes
         for sample in data_samples:
-            gt = _label_map(sample, 'gt_sem_seg')
-            pred = _label_map(sample, 'pred_sem_seg')
+            gt = dense_map(sample, 'gt_sem_seg', 'SegMetric')
+            pred = dense_map(sample, 'pred_sem_seg', 'SegMetric')
             conf = confusion_matrix(pred, gt, k, self.ignore_index,
                                     self.reduce_zero_label).flatten()
             nonzero = conf.nonzero().flatten()

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
 from ..registry import METRICS
+from .sample_fields import dense_map
 
 KITTI_ABS_THRESH = 3.0
 KITTI_REL_THRESH = 0.05
@@ -160,25 +160,6 @@ def aggregate_counts(counts: torch.Tensor, thresholds: Sequence[float] = DEFAULT
     return results
 
 
-def _get(sample: Any, name: str, required: bool = True) -> torch.Tensor | None:
-    """A dict or data-sample field as an ``(H, W)`` tensor (unwraps ``.data``, ``(1, H, W)``)."""
-    value = sample.get(name) if isinstance(sample, dict) else getattr(sample, name, None)
-    if value is not None and not isinstance(value, torch.Tensor):
-        if not isinstance(value, np.ndarray):  # PixelData-like (ndarrays have a .data too)
-            value = value.get('data') if isinstance(value, dict) else getattr(value, 'data', value)
-        value = torch.as_tensor(value)
-    if value is None:
-        if required:
-            raise KeyError(f'StereoMetric: data sample has no {name!r}')
-        return None
-    if value.dim() == 3 and value.shape[0] == 1:
-        value = value[0]
-    if value.dim() != 2:
-        raise ValueError(f'StereoMetric: {name} must be (H, W) or (1, H, W), got '
-                         f'{tuple(value.shape)}')
-    return value
-
-
 @METRICS.register_module()
 class StereoMetric(BaseMetric):
     """Streaming EPE / D1 / bad-x over a dataset (see the module docstring for the keys).
@@ -207,10 +188,11 @@ class StereoMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         for sample in data_samples:
-            pred, gt = _get(sample, 'pred_disp'), _get(sample, 'gt_disp')
+            pred = dense_map(sample, 'pred_disp', 'StereoMetric')
+            gt = dense_map(sample, 'gt_disp', 'StereoMetric')
             pred = pred.to(gt.device)
-            valid = _get(sample, 'gt_valid', required=False)
-            noc = _get(sample, 'noc_mask', required=False)
+            valid = dense_map(sample, 'gt_valid', 'StereoMetric', required=False)
+            noc = dense_map(sample, 'noc_mask', 'StereoMetric', required=False)
             counts = stereo_counts(pred, gt, valid, self.thresholds, self.max_disp)
             result = {'all': counts.cpu()}
             if noc is not None:

@@ -28,6 +28,7 @@ from ..datasets.super_resolution import IMAGE_SUFFIXES, read_rgb
 from ..datasets.transforms.imresize import imresize
 from ..engine.errors import DataError
 from ..registry import METRICS
+from .sample_fields import require_field
 
 _BT601_Y = (65.481, 128.553, 24.966)
 
@@ -176,7 +177,8 @@ class SRMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         inputs = data_batch['inputs'] if self.bicubic_baseline else [None] * len(data_samples)
         for lr, sample in zip(inputs, data_samples):
-            pred, gt = _field(sample, 'pred_img'), _field(sample, 'gt_img')
+            pred = require_field(sample, 'pred_img', 'SRMetric')
+            gt = require_field(sample, 'gt_img', 'SRMetric')
             gt255 = to_uint8_range(gt.detach().cpu())
             result = dict(zip(('PSNR', 'SSIM'),
                               self._scores(to_uint8_range(pred.detach().cpu()), gt255)))
@@ -188,13 +190,6 @@ class SRMetric(BaseMetric):
 
     def compute_metrics(self, results: list[dict]) -> dict[str, float]:
         return {key: float(sum(r[key] for r in results) / len(results)) for key in results[0]}
-
-
-def _field(sample: Any, name: str) -> torch.Tensor:
-    value = sample.get(name) if isinstance(sample, dict) else getattr(sample, name, None)
-    if value is None:
-        raise KeyError(f'SRMetric: data sample has no {name!r}')
-    return value
 
 
 def _find_prediction(pred_dir: Path, stem: str, scale: int) -> Path | None:
