@@ -24,6 +24,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from ...registry import MODELS
+from ..layers.batching import stack_same_size
 from ..layers.conv_gru import ConvGRU
 
 # --------------------------------------------------------------------------------------------
@@ -405,13 +406,7 @@ class StereoDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        inputs = data['inputs']
-        if isinstance(inputs, (list, tuple)):
-            shapes = {tuple(t.shape) for t in inputs}
-            if len(shapes) > 1:
-                raise ValueError(f'cannot batch stereo pairs of different sizes {sorted(shapes)}; '
-                                 'use batch_size=1 or crop to one size')
-            inputs = torch.stack(list(inputs))
+        inputs = stack_same_size(data['inputs'], 'stereo pairs')
         if inputs.dim() != 5 or inputs.shape[1:3] != (2, 3):
             raise ValueError(f'stereo inputs must be (B, 2, 3, H, W), got {tuple(inputs.shape)}')
         inputs = 2 * (inputs.float() / 255.0) - 1.0

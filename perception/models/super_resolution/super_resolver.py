@@ -14,6 +14,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.structures import BaseDataElement
 
 from ...registry import MODELS
+from ..layers.batching import stack_same_size
 
 
 @MODELS.register_module()
@@ -22,13 +23,7 @@ class SRDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        inputs = data['inputs']
-        if isinstance(inputs, (list, tuple)):
-            shapes = {tuple(t.shape) for t in inputs}
-            if len(shapes) > 1:
-                raise ValueError(f'cannot batch LR images of different sizes {sorted(shapes)}; '
-                                 'use batch_size=1 or crop to one size')
-            inputs = torch.stack(list(inputs))
+        inputs = stack_same_size(data['inputs'], 'LR images')
         return {'inputs': inputs.float(), 'data_samples': data.get('data_samples')}
 
 
