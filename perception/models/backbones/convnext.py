@@ -21,6 +21,7 @@ from ...engine.checkpoint_mapping import CheckpointLayout
 from ...registry import MODELS
 from ..layers.drop import DropPath, trunc_normal_
 from ..layers.norm import LayerNorm2d
+from .stages import check_stage_args, freeze_modules
 
 _OPTIONAL_NORMS = (r'^norms\.', )
 
@@ -127,12 +128,7 @@ class ConvNeXt(nn.Module):
         if variant not in self.ARCH:
             raise ValueError(f'ConvNeXt variant must be one of {sorted(self.ARCH)}, '
                              f'got {variant!r}')
-        out_indices = tuple(out_indices)
-        if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f'ConvNeXt out_indices must be a non-empty subset of 0..3, '
-                             f'got {out_indices}')
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f'ConvNeXt frozen_stages must be in -1..4, got {frozen_stages}')
+        out_indices = check_stage_args('ConvNeXt', out_indices, frozen_stages)
         depths, dims = self.ARCH[variant]
         self.variant = variant
         self.in_channels = in_channels
@@ -151,7 +147,7 @@ class ConvNeXt(nn.Module):
                                    if out_norm else {})
         self.out_channels = [dims[i] for i in out_indices]
         self.apply(self._init_weights)
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -165,16 +161,10 @@ class ConvNeXt(nn.Module):
             return []
         return [self.stem, *self.stages[:self.frozen_stages]]
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
     def train(self, mode: bool = True) -> ConvNeXt:
         """Switch mode, keeping frozen stages in eval mode (no stochastic depth there)."""
         super().train(mode)
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
         return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:

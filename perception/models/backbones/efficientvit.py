@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ...engine.checkpoint_mapping import CheckpointLayout
 from ...registry import MODELS
 from ..layers.drop import DropPath
+from .stages import freeze_modules
 
 # Official model configs (microsoft/Cream EfficientViT/classification/model/build.py); key_dim is
 # 16 in every stage and window 7 for all variants.
@@ -345,7 +346,7 @@ class EfficientViT(nn.Module):
                                           window_size[i], kernels, rates[start + j])
                         for j in range(depth[i])]
             self.add_module(f'blocks{i + 1}', nn.Sequential(*modules))
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
 
     @property
     def CHECKPOINT_LAYOUTS(self) -> dict[str, CheckpointLayout]:  # noqa: N802 (mapping API name)
@@ -366,15 +367,9 @@ class EfficientViT(nn.Module):
         modules: list[nn.Module] = [self.patch_embed] if self.frozen_stages >= 0 else []
         return modules + [getattr(self, f'blocks{i + 1}') for i in range(self.frozen_stages)]
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
     def train(self, mode: bool = True) -> EfficientViT:
         super().train(mode)
-        self._freeze_stages()  # frozen BatchNorms keep their running statistics
+        freeze_modules(self._frozen_modules())  # frozen BatchNorms keep their running statistics
         return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:

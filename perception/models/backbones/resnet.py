@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ...engine.checkpoint_mapping import CheckpointLayout
 from ...registry import MODELS
 from ..layers.drop import DropPath
+from .stages import check_stage_args, freeze_modules
 
 _CLASSIFIER = CheckpointLayout(drop=[r'^fc\.'])
 
@@ -110,12 +111,7 @@ class ResNet(nn.Module):
         super().__init__()
         if depth not in self.ARCH:
             raise ValueError(f'ResNet depth must be one of {sorted(self.ARCH)}, got {depth}')
-        out_indices = tuple(out_indices)
-        if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f'ResNet out_indices must be a non-empty subset of 0..3, '
-                             f'got {out_indices}')
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f'ResNet frozen_stages must be in -1..4, got {frozen_stages}')
+        out_indices = check_stage_args('ResNet', out_indices, frozen_stages)
         block, layers = self.ARCH[depth]
         self.depth = depth
         self.out_indices = out_indices
@@ -146,7 +142,7 @@ class ResNet(nn.Module):
             stage_channels.append(inplanes)
         self.out_channels = [stage_channels[i] for i in out_indices]
         self._init_weights(zero_init_residual)
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # torchvision's initialisation, so an untrained model matches its statistics.
@@ -169,16 +165,10 @@ class ResNet(nn.Module):
         return [self.conv1, self.bn1] + [getattr(self, f'layer{i}')
                                          for i in range(1, self.frozen_stages + 1)]
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
     def train(self, mode: bool = True) -> ResNet:
         """Switch mode, keeping frozen stages (and with ``norm_eval`` every BN) in eval mode."""
         super().train(mode)
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
         if mode and self.norm_eval:
             for m in self.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):

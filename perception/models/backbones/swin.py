@@ -32,6 +32,7 @@ from ..layers.window_attention import (
     window_partition,
     window_reverse,
 )
+from .stages import freeze_modules
 
 SWIN_ARCHS: dict[str, dict] = {
     'tiny': dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -226,7 +227,7 @@ class SwinTransformer(nn.Module):
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self.apply(_init_weights)
-        self._freeze_stages()
+        freeze_modules(self._frozen_modules())
 
     def _frozen_modules(self) -> list[nn.Module]:
         modules: list[nn.Module] = [self.patch_embed] if self.frozen_stages >= 0 else []
@@ -236,15 +237,9 @@ class SwinTransformer(nn.Module):
                 modules.append(getattr(self, f'norm{i}'))
         return modules
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
     def train(self, mode: bool = True) -> SwinTransformer:
         super().train(mode)
-        self._freeze_stages()  # frozen parts stay in eval mode (no dropout / drop path)
+        freeze_modules(self._frozen_modules())  # frozen parts: no dropout / drop path
         return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
