@@ -128,13 +128,12 @@ class KittiDataset(BaseDataset):
         boxes = (camera_boxes if self.box_frame == 'camera'
                  else camera_boxes.convert_to('lidar', np.linalg.inv(lidar2cam)))
         dontcare = [inst['bbox'] for inst, name in zip(instances, names) if name == 'DontCare']
+        labels = np.array([classes.index(n) for n, k in zip(names, keep) if k], dtype=np.int64)
         return {
             'gt_bboxes_3d': boxes,
-            'gt_labels_3d': np.array([classes.index(n) for n, k in zip(names, keep) if k],
-                                     dtype=np.int64),
+            'gt_labels_3d': labels,
             'gt_bboxes': column('bbox', np.float32, 4),
-            'gt_labels': np.array([classes.index(n) for n, k in zip(names, keep) if k],
-                                  dtype=np.int64),
+            'gt_labels': labels.copy(),  # 2D labels may be filtered apart from the 3D ones
             'centers_2d': column('center_2d', np.float32, 2),
             'depths': column('depth', np.float32),
             'alpha': column('alpha', np.float32),
