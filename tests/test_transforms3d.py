@@ -409,7 +409,8 @@ def _camera_frame_with_image(root, box_frame):
 @pytest.mark.parametrize('box_frame', ['lidar', 'camera'])
 def test_flip_keeps_image_and_3d_consistent(kitti_root, box_frame):
     results = _camera_frame_with_image(kitti_root, box_frame)
-    width = results['img_shape'][1]
+    # Pixel centres are integers: the mirror of column u is column W - 1 - u, as img[:, ::-1].
+    last = results['img_shape'][1] - 1
     kept = ('img', 'gt_bboxes', 'centers_2d', 'cam2img', 'lidar2img', 'gt_bboxes_3d', 'points',
             'alpha')
     original = {k: copy.deepcopy(v) for k, v in results.items() if k in kept}
@@ -420,14 +421,14 @@ def test_flip_keeps_image_and_3d_consistent(kitti_root, box_frame):
     assert results['flip'] and results['pcd_horizontal_flip'] and not results['pcd_vertical_flip']
     assert results['flip_direction'] == 'horizontal'
     assert np.array_equal(results['img'], original['img'][:, ::-1])
-    expected_2d = np.c_[width - original['gt_bboxes'][:, 2], original['gt_bboxes'][:, 1],
-                        width - original['gt_bboxes'][:, 0], original['gt_bboxes'][:, 3]]
+    expected_2d = np.c_[last - original['gt_bboxes'][:, 2], original['gt_bboxes'][:, 1],
+                        last - original['gt_bboxes'][:, 0], original['gt_bboxes'][:, 3]]
     np.testing.assert_allclose(results['gt_bboxes'], expected_2d)
     # The flipped 3D boxes, projected with the updated matrix, land on the mirrored projections.
     extent_after = _image_extent(results[matrix_key],
                                  results['gt_bboxes_3d'].corners.double().numpy())
-    mirrored = np.c_[width - extent_before[:, 2], extent_before[:, 1],
-                     width - extent_before[:, 0], extent_before[:, 3]]
+    mirrored = np.c_[last - extent_before[:, 2], extent_before[:, 1],
+                     last - extent_before[:, 0], extent_before[:, 3]]
     np.testing.assert_allclose(extent_after, mirrored, atol=1e-3)
     # ... and on the flipped 2D label boxes as well as the originals fit the originals: the
     # projection of a fully visible car (objects 1, 3) is within a few pixels of its label.
@@ -441,16 +442,16 @@ def test_flip_keeps_image_and_3d_consistent(kitti_root, box_frame):
                        results['gt_bboxes_3d'].gravity_center.double().numpy())
     centres_before = _project(original[matrix_key],
                               original['gt_bboxes_3d'].gravity_center.double().numpy())
-    np.testing.assert_allclose(centres[:, 0], width - centres_before[:, 0], atol=1e-3)
+    np.testing.assert_allclose(centres[:, 0], last - centres_before[:, 0], atol=1e-3)
     np.testing.assert_allclose(centres[:, 1], centres_before[:, 1], atol=1e-3)
     np.testing.assert_allclose(centres, results['centers_2d'],
                                atol=1e-2 if box_frame == 'camera' else 2.0)
     np.testing.assert_allclose(results['centers_2d'][:, 0],
-                               width - original['centers_2d'][:, 0])
-    # Moving the principal point alone (c_u -> W - c_u) misses KITTI's baseline term P2[0, 3]:
+                               last - original['centers_2d'][:, 0])
+    # Moving the principal point alone (c_u -> W - 1 - c_u) misses KITTI's baseline term P2[0, 3]:
     # 2 * 44.86 px / depth, ~11 px for the car at 8 m.
     naive = np.array(original['cam2img'], copy=True)
-    naive[0, 2] = width - naive[0, 2]
+    naive[0, 2] = last - naive[0, 2]
     camera_boxes = (results['gt_bboxes_3d'] if box_frame == 'camera' else
                     results['gt_bboxes_3d'].convert_to('camera', results['lidar2cam']))
     naive_centres = _project(naive, camera_boxes.gravity_center.double().numpy())
@@ -458,7 +459,7 @@ def test_flip_keeps_image_and_3d_consistent(kitti_root, box_frame):
     # LiDAR points project with the new lidar2img onto mirrored pixels.
     uv_before = _project(original['lidar2img'], original['points'].coord.double().numpy())
     uv_after = _project(results['lidar2img'], results['points'].coord.double().numpy())
-    np.testing.assert_allclose(uv_after[:, 0], width - uv_before[:, 0], atol=1e-3)
+    np.testing.assert_allclose(uv_after[:, 0], last - uv_before[:, 0], atol=1e-3)
     np.testing.assert_allclose(uv_after[:, 1], uv_before[:, 1], atol=1e-3)
     assert np.linalg.det(results['lidar2cam'][:3, :3]) == pytest.approx(1.0)
     # alpha = ry - atan2(x, z): the flipped alpha disagrees with the flipped boxes exactly as the

@@ -11,6 +11,7 @@ from .augment3d import (
 from .formatting import Pack3DDetInputs
 from .imresize import imresize
 from .loading import LoadAnnotations3D, LoadImage, LoadPointsFromFile, LoadPointsFromMultiSweeps
+from .mono3d import Mono3DPhotoMetric, Mono3DRandomCropResize, Mono3DResize, Mono3DTargets
 from .segmentation import (
     LoadSegAnnotations,
     LoadSegImage,
@@ -33,7 +34,8 @@ from .stereo import (
 
 __all__ = ['GlobalRotScaleTrans', 'LoadAnnotations3D', 'LoadImage', 'LoadPointsFromFile',
            'LoadPointsFromMultiSweeps', 'ObjectNameFilter', 'ObjectRangeFilter', 'ObjectSample',
-           'LoadDisparity', 'LoadSegAnnotations', 'LoadSegImage', 'LoadStereoPair',
+           'LoadDisparity', 'LoadSegAnnotations', 'Mono3DPhotoMetric', 'Mono3DRandomCropResize',
+           'Mono3DResize', 'Mono3DTargets', 'LoadSegImage', 'LoadStereoPair',
            'Pack3DDetInputs', 'PackSegInputs', 'PackStereoInputs', 'PhotoMetricDistortion',
            'PointShuffle', 'PointsRangeFilter', 'RandomCrop', 'RandomFlip', 'RandomFlip3D',
            'RandomResize', 'StereoColorJitter', 'StereoEraser',

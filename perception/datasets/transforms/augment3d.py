@@ -364,8 +364,10 @@ def flip_calibration(results: dict, direction: str, image_width: float | None) -
     """Update ``cam2img(_right)``, ``lidar2cam``, ``lidar2img`` after a 3D flip, in place.
 
     LiDAR-frame data is mirrored by ``G_l`` (horizontal: y -> -y) and camera-frame data by ``G_c``
-    (horizontal: x -> -x); with ``image_width`` the image is mirrored too, ``u -> W - u`` (matrix
-    ``F``). The new matrices keep every projection exact: ``cam2img' = F cam2img G_c``,
+    (horizontal: x -> -x); with ``image_width`` the image is mirrored too, ``u -> W - 1 - u``
+    (matrix ``F``: pixel centres sit at integer ``u``, as KITTI's P2 and 2D labels put them, and
+    ``img[:, ::-1]`` moves pixel ``u`` to ``W - 1 - u``). The new matrices keep every projection
+    exact: ``cam2img' = F cam2img G_c``,
     ``lidar2cam' = G_c lidar2cam G_l``, ``lidar2img' = F lidar2img G_l``. (Just moving the
     principal point, ``c_u -> W - c_u``, as mmdetection3d does, misses the sign of the ``P[0, 3]``
     baseline term of KITTI's P2: a ``2 P[0, 3] / z`` px error, ~11 px at 8 m.)
@@ -373,7 +375,7 @@ def flip_calibration(results: dict, direction: str, image_width: float | None) -
     def image_mirror(rows: int) -> np.ndarray:
         matrix = np.eye(rows)
         if image_width is not None:
-            matrix[0, 0], matrix[0, 2] = -1.0, float(image_width)
+            matrix[0, 0], matrix[0, 2] = -1.0, float(image_width) - 1.0
         return matrix
 
     lidar_diag, camera_diag = _LIDAR_MIRROR[direction], _CAMERA_MIRROR[direction]
@@ -393,18 +395,18 @@ def flip_calibration(results: dict, direction: str, image_width: float | None) -
 
 
 def flip_image_annotations(results: dict, width: float) -> None:
-    """Mirror images and 2D annotations left-right (``u -> W - u``), in place."""
+    """Mirror images and 2D annotations left-right (``u -> W - 1 - u``, pixel centres), in place."""
     for key in ('img', 'img_right'):
         if key in results:
             results[key] = np.ascontiguousarray(results[key][:, ::-1])
     for key in ('gt_bboxes', 'dontcare_bboxes'):
         if key in results:
             boxes = np.array(results[key], copy=True)
-            boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+            boxes[:, [0, 2]] = (width - 1) - boxes[:, [2, 0]]
             results[key] = boxes
     if 'centers_2d' in results:
         centers = np.array(results['centers_2d'], copy=True)
-        centers[:, 0] = width - centers[:, 0]
+        centers[:, 0] = (width - 1) - centers[:, 0]
         results['centers_2d'] = centers
     if 'alpha' in results:  # alpha = ry - atan2(x, z); x -> -x, ry -> pi - ry
         alpha = np.pi - np.asarray(results['alpha'], dtype=np.float64)

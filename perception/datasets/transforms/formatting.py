@@ -31,7 +31,8 @@ DEFAULT_META_KEYS = (
     'cam2img', 'cam2img_right', 'lidar2cam', 'lidar2img', 'ego2global', 'timestamp', 'box_frame',
     'num_pts_feats', 'flip', 'flip_direction', 'pcd_horizontal_flip', 'pcd_vertical_flip',
     'pcd_rotation', 'pcd_rotation_angle', 'pcd_scale_factor', 'pcd_trans',
-    'transformation_3d_flow', 'pasted_objects')
+    'transformation_3d_flow', 'pasted_objects', 'scale_factor', 'img_affine', 'ori_cam2img',
+    'crop_scale')
 
 
 def image_to_tensor(image: np.ndarray, key: str = 'img') -> torch.Tensor:
