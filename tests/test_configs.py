@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
 
 from perception.engine import DataError, load_config
 from perception.registry import DATASETS, MODELS
@@ -28,7 +29,10 @@ def test_config_builds_and_trains_one_step(path: Path):
     assert sum(p.numel() for p in model.parameters()) > 0
     # One training step on the config's own training data, where it needs no downloaded files.
     try:
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        # Under the config's scope, as the Runner builds it: wrappers such as mmengine's
+        # ConcatDataset build their parts through the root registry.
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            dataset = DATASETS.build(cfg.train_dataloader.dataset)
     except (DataError, FileNotFoundError) as err:
         pytest.skip(f'{path.name}: training data not present ({err})')
     batch = pseudo_collate([dataset[i] for i in range(min(2, len(dataset)))])

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py CONFIG [--checkpoint CKPT] [--input-shape C H W] [--batch-size B]
                                      [--device cpu|cuda] [--warmup 3] [--runs 20] [--threads N]
+                                     [--cfg-options model.test_iters=12 ...]
 
 The input shape comes from ``--input-shape`` or the config's ``benchmark = dict(input_shape=...)``.
 Reports latency median / p90, throughput, and peak memory (process RSS on CPU, allocated tensor
@@ -15,6 +16,7 @@ import statistics
 import time
 
 import torch
+from mmengine.config import DictAction
 
 from perception.engine.checkpoint import load_checkpoint
 from perception.engine.cli import exits_cleanly_on_user_error
@@ -34,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=20)
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch decides)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config keys, e.g. model.test_iters=12 '
+                        "model.corr_implementation='alt'")
     return parser.parse_args(argv)
 
 
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     shape = args.input_shape or cfg.get('benchmark', {}).get('input_shape')
     if not shape:
         raise ConfigError(f'{args.config}: no input shape: pass --input-shape or set '

@@ -1,0 +1,68 @@
+"""tools/convert_ckpt.py: official checkpoints become loadable files, or a clear error."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from perception.engine import CheckpointError
+from perception.engine.checkpoint import load_checkpoint
+from perception.engine.official_checkpoints import (
+    CONFIG_ROOT,
+    OFFICIAL_FORMATS,
+    convert_official_checkpoint,
+)
+from perception.models.stereo import RAFTStereo
+
+from .conftest import run_tool
+
+
+def _official_raft_file(tmp_path, mutate=None):
+    # The official files are DataParallel state dicts: every key starts with ``module.``.
+    state = {f'module.{k}': v.clone() for k, v in RAFTStereo().state_dict().items()}
+    if mutate is not None:
+        mutate(state)
+    path = tmp_path / 'raftstereo-sceneflow.pth'
+    torch.save(state, path)
+    return path, state
+
+
+def test_raft_stereo_conversion_round_trip(tmp_path):
+    src, state = _official_raft_file(tmp_path)
+    dst = tmp_path / 'out' / 'raft.pth'
+    result = run_tool('tools/convert_ckpt.py', 'raft-stereo', src, dst)
+    assert result.returncode == 0, result.stderr
+    assert f'{len(state)} tensors' in result.stdout
+    saved = torch.load(dst, weights_only=True)
+    assert saved['meta']['kind'] == 'raft-stereo'
+    model = RAFTStereo()
+    _, report = load_checkpoint(model, dst)
+    assert report.ok and report.loaded == len(state)
+    key = 'update_block.mask.2.weight'
+    assert torch.equal(model.state_dict()[key], state[f'module.{key}'])
+
+
+def test_conversion_refuses_wrong_shapes_and_overwrites(tmp_path):
+    def shrink(state):
+        state['module.fnet.conv2.weight'] = state['module.fnet.conv2.weight'][:8]
+
+    src, _ = _official_raft_file(tmp_path, shrink)
+    dst = tmp_path / 'raft.pth'
+    result = run_tool('tools/convert_ckpt.py', 'raft-stereo', src, dst)
+    assert result.returncode == 2
+    err = result.stderr
+    assert err.startswith('error:') and 'fnet.conv2.weight' in err and '(8, 128, 1, 1)' in err
+    assert not dst.exists()  # nothing is written unless every key fits
+
+    good, _ = _official_raft_file(tmp_path)
+    dst.write_bytes(b'keep me')
+    with pytest.raises(CheckpointError, match='--force'):
+        convert_official_checkpoint('raft-stereo', good, dst)
+    assert dst.read_bytes() == b'keep me'
+    convert_official_checkpoint('raft-stereo', good, dst, force=True)
+    assert 'state_dict' in torch.load(dst, weights_only=True)
+
+
+def test_every_kind_has_a_default_config_or_needs_one():
+    for kind, fmt in OFFICIAL_FORMATS.items():
+        if fmt.default_config is not None:
+            assert (CONFIG_ROOT / fmt.default_config).is_file(), kind
