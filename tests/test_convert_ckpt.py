@@ -15,12 +15,15 @@ from perception.engine.official_checkpoints import (
 )
 from perception.models.stereo import RAFTStereo
 
-from .conftest import run_tool
+from .conftest import ROOT, run_tool
 
 
 def _official_raft_file(tmp_path, mutate=None):
     # The official files are DataParallel state dicts: every key starts with ``module.``.
     state = {f'module.{k}': v.clone() for k, v in RAFTStereo().state_dict().items()}
+    # ... and the official batch-norm residual blocks store their shortcut norm twice.
+    for key in [k for k in state if '.downsample.1.' in k and k.startswith('module.cnet.')]:
+        state[key.replace('.downsample.1.', '.norm3.')] = state[key].clone()
     if mutate is not None:
         mutate(state)
     path = tmp_path / 'raftstereo-sceneflow.pth'
@@ -33,12 +36,14 @@ def test_raft_stereo_conversion_round_trip(tmp_path):
     dst = tmp_path / 'out' / 'raft.pth'
     result = run_tool('tools/convert_ckpt.py', 'raft-stereo', src, dst)
     assert result.returncode == 0, result.stderr
-    assert f'{len(state)} tensors' in result.stdout
+    duplicates = sum('.norm3.' in k for k in state)
+    assert duplicates == 4 * 5  # layer2..5 of the context encoder, 5 tensors per BatchNorm
+    assert f'{len(state) - duplicates} tensors' in result.stdout
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['kind'] == 'raft-stereo'
     model = RAFTStereo()
     _, report = load_checkpoint(model, dst)
-    assert report.ok and report.loaded == len(state)
+    assert report.ok and report.loaded == len(state) - duplicates
     key = 'update_block.mask.2.weight'
     assert torch.equal(model.state_dict()[key], state[f'module.{key}'])
 
@@ -88,3 +93,21 @@ def test_stereo_iterations_tool_writes_curve(tmp_path):
     assert all(0 <= m['D1_all'] <= 100 for m in curve.values())
     assert (tmp_path / 'iterations.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert '| raft-stereo_tiny_demo.py |' in result.stdout
+
+
+@pytest.mark.parametrize('kind, keys_file, config, state_key', [
+    ('igev', 'igev_stereo.json', None, None),
+    ('hit-sr', 'hit_sir_x4.json', 'configs/hit-sr/hit-sir_x4_df2k.py', 'params'),
+    ('monodetr', 'monodetr.json', None, 'model_state'),
+])
+def test_official_key_lists_convert_and_load(tmp_path, kind, keys_file, config, state_key):
+    # The key -> shape lists were generated from the official module definitions.
+    spec = json.loads((ROOT / 'tests/data/official_keys' / keys_file).read_text())
+    state = {k: torch.zeros(shape) for k, shape in spec['keys'].items()}
+    if kind == 'igev':
+        state = {f'module.{k}': v for k, v in state.items()}  # saved from DataParallel
+    src = tmp_path / 'official.pth'
+    torch.save({state_key: state} if state_key else state, src)
+    report = convert_official_checkpoint(kind, src, tmp_path / 'ours.pth',
+                                         config and ROOT / config)
+    assert report.ok and report.loaded > 0.9 * len(state)

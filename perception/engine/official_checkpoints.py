@@ -41,11 +41,15 @@ class OfficialFormat:
         default_config: config (relative to ``configs/``) whose model the weights fit, used when
             the caller gives none; ``None`` when the variant must be named (``--config``).
         prefix: where the converted network sits inside the config's model.
+        state_keys: where in the file the weights are, in order of preference (BasicSR-style
+            files hold ``params`` and ``params_ema``); by default the first of
+            ``perception.engine.checkpoint.STATE_DICT_KEYS`` present.
         description: what the official file is, for ``--help``.
     """
     converter: str | None
     default_config: str | None
     prefix: str = ''
+    state_keys: tuple[str, ...] = ()
     description: str = ''
 
     def convert(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -59,9 +63,25 @@ class OfficialFormat:
 
 OFFICIAL_FORMATS: dict[str, OfficialFormat] = {
     'raft-stereo': OfficialFormat(
-        converter=None, default_config='raft-stereo/raft-stereo_sceneflow.py',
-        description='princeton-vl/RAFT-Stereo models/*.pth (DataParallel state dict); our '
-        'module names follow the official ones'),
+        converter='perception.models.stereo.raft_stereo:convert_official_state_dict',
+        default_config='raft-stereo/raft-stereo_sceneflow.py',
+        description='princeton-vl/RAFT-Stereo models/*.pth (DataParallel state dict); module '
+        'names are the official ones, duplicate shortcut norms are dropped'),
+    'igev': OfficialFormat(
+        converter='perception.models.stereo.igev_stereo:convert_official_state_dict',
+        default_config='igev-stereo/igev-stereo_sceneflow.py',
+        description='gangweiX/IGEV IGEV-Stereo pretrained_models/*.pth (DataParallel state '
+        'dict); timm backbone blocks and context levels are renamed'),
+    'monodetr': OfficialFormat(
+        converter='perception.models.mono3d.monodetr:convert_official_state_dict',
+        default_config='monodetr/monodetr_r50_kitti-mono3d.py', state_keys=('model_state',),
+        description='ZrrSkywalker/MonoDETR checkpoint_best.pth (model_state); class rows are '
+        'reordered to Car, Pedestrian, Cyclist'),
+    'hit-sr': OfficialFormat(
+        converter='perception.models.super_resolution.hit_sr:convert_official_state_dict',
+        default_config=None, prefix='network.', state_keys=('params', 'params_ema'),
+        description='XiangZ-0/HiT-SR HiT-{SIR,SNG,SRF} *.pth (BasicSR, params); name the '
+        'variant and scale with --config configs/hit-sr/...'),
 }
 
 
@@ -108,7 +128,10 @@ def convert_official_checkpoint(kind: str,
                               f'configs/ for the right scale and size)')
         config = CONFIG_ROOT / fmt.default_config
     checkpoint = read_checkpoint(src)
-    official = _strip_module_prefix(extract_state_dict(checkpoint, os.fspath(src)))
+    preferred = [k for k in fmt.state_keys
+                 if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(k), Mapping)]
+    official = _strip_module_prefix(checkpoint[preferred[0]] if preferred
+                                    else extract_state_dict(checkpoint, os.fspath(src)))
     try:
         converted = fmt.convert(official)
     except KeyError as err:

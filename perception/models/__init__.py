@@ -2,4 +2,4 @@
 
 Importing this package registers every model class in ``perception.registry.MODELS``.
 """
-from . import backbones, layers, ops, segmentation, stereo, super_resolution  # noqa: F401
+from . import backbones, layers, mono3d, ops, segmentation, stereo, super_resolution  # noqa: F401

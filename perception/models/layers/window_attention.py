@@ -144,3 +144,25 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, int, int]:
     if pad_b or pad_r:
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
     return x, h + pad_b, w + pad_r
+
+
+def attend_in_windows(x: Tensor, attn: WindowAttention, shift: int = 0,
+                      mask: Tensor | None = None) -> Tensor:
+    """Window attention over a whole map, with the optional cyclic shift of Swin's SW-MSA.
+
+    Rolls ``x`` ``(B, H, W, C)`` by ``-shift``, runs ``attn`` in each ``w x w`` window (with the
+    additive ``mask`` ``(nW, w*w, w*w)``, e.g. :func:`shifted_window_mask`, when ``shift > 0``),
+    and rolls back. ``H`` and ``W`` must be multiples of ``attn.window_size``. Returns
+    ``(B, H, W, C)``.
+    """
+    if x.dim() != 4:
+        raise ValueError(f'attend_in_windows expects (B, H, W, C), got shape {tuple(x.shape)}')
+    _, h, w, c = x.shape
+    ws = attn.window_size
+    if shift:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    windows = attn(window_partition(x, ws).view(-1, ws * ws, c), mask)
+    x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
+    if shift:
+        x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+    return x

@@ -12,7 +12,8 @@ Data interface (what a dataset's packing transform yields per sample):
 at the bottom / right to a common size (a multiple of ``size_divisor``; labels only in training),
 and stores ``pad_shape``.
 :class:`EncoderDecoder` returns in ``mode='loss'`` ``{'decode.loss_ce', 'decode.acc_seg',
-'aux.loss_ce', 'aux.acc_seg'}`` (``aux_<i>.`` for several auxiliary heads), in ``mode='predict'``
+'aux.loss_ce', 'aux.acc_seg'}`` (``aux_<i>.`` for several auxiliary heads; a head with its own
+``loss(feats, labels)`` method, e.g. ``Mask2FormerHead``, supplies its keys), in ``mode='predict'``
 the samples with ``pred_sem_seg`` (``PixelData``, ``(1, H, W)`` int64 at ``ori_shape``) and
 ``seg_probs`` (``PixelData``, ``(K, H, W)`` softmax probabilities), in ``mode='tensor'`` the
 decode head's raw logits.
@@ -221,6 +222,9 @@ class EncoderDecoder(BaseModel):
     # -- training ------------------------------------------------------------------------------
     def _head_loss(self, head: nn.Module, feats: tuple[Tensor, ...], labels: Tensor,
                    prefix: str) -> dict[str, Tensor]:
+        if callable(getattr(head, 'loss', None)):
+            # Heads with their own training objective (e.g. Mask2FormerHead's set losses).
+            return {f'{prefix}.{k}': v for k, v in head.loss(feats, labels).items()}
         # Logits go up to the label size, labels are never resized (as mmseg).
         logits = resize(head(feats), labels.shape[-2:], head.align_corners)
         loss = head.loss_decode(logits, labels, ignore_index=head.ignore_index)
@@ -266,13 +270,22 @@ class EncoderDecoder(BaseModel):
         return total / count
 
     def inference(self, inputs: Tensor) -> Tensor:
-        """Softmax probabilities ``(B, K, H, W)`` on the padded batch, with flip TTA if set."""
+        """Softmax probabilities ``(B, K, H, W)`` on the padded batch, with flip TTA if set.
+
+        Heads with ``returns_probabilities = True`` already output class probabilities; they are
+        used as they are.
+        """
         run = self.slide_inference if self.test_cfg['mode'] == 'slide' else self.encode_decode
-        probs = run(inputs).softmax(dim=1)
+        probs = self._to_probs(run(inputs))
         if self.test_cfg.get('flip'):
             # The padded batch is flipped whole; flipping the output back realigns the pixels.
-            probs = 0.5 * (probs + run(inputs.flip(-1)).softmax(dim=1).flip(-1))
+            probs = 0.5 * (probs + self._to_probs(run(inputs.flip(-1))).flip(-1))
         return probs
+
+    def _to_probs(self, scores: Tensor) -> Tensor:
+        if getattr(self.decode_head, 'returns_probabilities', False):
+            return scores
+        return scores.softmax(dim=1)
 
     def predict(self, inputs: Tensor,
                 data_samples: Sequence[BaseDataElement] | None = None) -> list[BaseDataElement]:

@@ -15,7 +15,7 @@ finest level first (the official code lists them coarsest first; identical for `
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -398,6 +398,25 @@ def sequence_loss(preds: Sequence[torch.Tensor], gt: torch.Tensor, valid: torch.
 
 # --------------------------------------------------------------------------------------------
 # Network and mmengine model
+
+
+def convert_official_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official RAFT-Stereo weights (``module.`` already stripped) in our names.
+
+    The names are the official ones, but the official residual blocks register their shortcut
+    norm twice (as ``norm3`` and inside ``downsample``): batch-norm blocks (the context encoder)
+    store every such tensor under both names. The ``norm3`` copies are dropped after checking
+    that they equal the ``downsample.1`` ones.
+    """
+    converted = {}
+    for key, value in state.items():
+        if '.norm3.' in key:
+            twin = key.replace('.norm3.', '.downsample.1.')
+            if twin not in state or not torch.equal(state[twin], value):
+                raise KeyError(f'{twin} (the copy of {key})')
+            continue
+        converted[key] = value
+    return converted
 
 
 @MODELS.register_module()

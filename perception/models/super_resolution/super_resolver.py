@@ -16,6 +16,10 @@ from mmengine.structures import BaseDataElement
 from ...registry import MODELS
 from ..layers.batching import stack_same_size
 
+# The DIV2K training set's RGB mean in [0, 1]: SwinIR, HiT-SR and DRCT subtract it inside their
+# networks; here ``SuperResolver(pixel_mean=DIV2K_RGB_MEAN)`` does, with the same result.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
 
 @MODELS.register_module()
 class SRDataPreprocessor(BaseDataPreprocessor):
