@@ -99,6 +99,8 @@ def test_stereo_iterations_tool_writes_curve(tmp_path):
     ('igev', 'igev_stereo.json', None, None),
     ('hit-sr', 'hit_sir_x4.json', 'configs/hit-sr/hit-sir_x4_df2k.py', 'params'),
     ('monodetr', 'monodetr.json', None, 'model_state'),
+    ('swinir', 'swinir_light_x4.json', 'configs/swinir/swinir-light_x4_div2k.py', 'params'),
+    ('drct', 'drct_x4.json', 'configs/drct/drct_x4_df2k.py', 'params_ema'),
 ])
 def test_official_key_lists_convert_and_load(tmp_path, kind, keys_file, config, state_key):
     # The key -> shape lists were generated from the official module definitions.

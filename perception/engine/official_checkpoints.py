@@ -82,6 +82,16 @@ OFFICIAL_FORMATS: dict[str, OfficialFormat] = {
         default_config=None, prefix='network.', state_keys=('params', 'params_ema'),
         description='XiangZ-0/HiT-SR HiT-{SIR,SNG,SRF} *.pth (BasicSR, params); name the '
         'variant and scale with --config configs/hit-sr/...'),
+    'swinir': OfficialFormat(
+        converter='perception.models.super_resolution.swinir:convert_official_state_dict',
+        default_config=None, prefix='network.', state_keys=('params', 'params_ema'),
+        description='JingyunLiang/SwinIR model_zoo/swinir/*.pth (params, as main_test_swinir '
+        'loads them); name the variant and scale with --config configs/swinir/...'),
+    'drct': OfficialFormat(
+        converter='perception.models.super_resolution.drct:convert_official_state_dict',
+        default_config=None, prefix='network.', state_keys=('params_ema', 'params'),
+        description='ming053l/DRCT DRCT(-L)_SRx{2,3,4}.pth (BasicSR); name the variant and '
+        'scale with --config configs/drct/...'),
 }
 
 
