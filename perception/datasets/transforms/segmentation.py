@@ -89,7 +89,8 @@ class LoadSegAnnotations:
         reduce_zero_label: apply :func:`reduce_zero_label`; ``None`` takes the frame's own
             ``reduce_zero_label`` (set by the dataset), default False.
 
-    A label map of another size than ``img`` raises :class:`DataError` naming both files.
+    A label map of another size than the image as loaded (``ori_shape``; test pipelines resize
+    the image first and score at the original size) raises :class:`DataError` naming both files.
     """
 
     def __init__(self, reduce_zero_label: bool | None = None) -> None:
@@ -106,10 +107,12 @@ class LoadSegAnnotations:
             reduce = bool(results.get('reduce_zero_label', False))
         if reduce:
             labels = reduce_zero_label(labels)
-        if 'img' in results and tuple(results['img'].shape[:2]) != labels.shape:
+        image_shape = results.get('ori_shape') or (
+            results['img'].shape[:2] if 'img' in results else None)
+        if image_shape is not None and tuple(image_shape[:2]) != labels.shape:
             raise DataError(f'{path}: label map is {labels.shape[1]}x{labels.shape[0]}, image '
-                            f'{results.get("img_path")} is {results["img"].shape[1]}x'
-                            f'{results["img"].shape[0]} (width x height)')
+                            f'{results.get("img_path")} is {image_shape[1]}x{image_shape[0]} '
+                            '(width x height)')
         results['gt_seg_map'] = labels
         results['reduce_zero_label'] = reduce
         results.setdefault('seg_fields', [])

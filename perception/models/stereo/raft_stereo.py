@@ -83,18 +83,26 @@ def _init_encoder(module: nn.Module) -> None:
 
 
 class _Stem(nn.Module):
-    """7x7 conv + 3 residual stages: ``(B, 3, H, W) -> (B, 128, H / 2**n_downsample, ...)``."""
+    """7x7 conv + 3 residual stages: ``(B, 3, H, W) -> (B, widths[2], H / 2**n_downsample, ...)``.
 
-    def __init__(self, norm_fn: str, n_downsample: int) -> None:
+    ``widths`` are the stage widths, ``(64, 96, 128)`` in the published model; smaller ones make
+    CPU-sized variants for tests.
+    """
+
+    def __init__(self, norm_fn: str, n_downsample: int,
+                 widths: Sequence[int] = (64, 96, 128)) -> None:
         super().__init__()
         if not 0 <= n_downsample <= 3:
             raise ValueError(f'n_downsample must be 0..3, got {n_downsample}')
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=1 + (n_downsample > 2), padding=3)
-        self.norm1 = _norm(norm_fn, 64)
+        if len(widths) != 3:
+            raise ValueError(f'encoder widths need 3 entries, got {list(widths)}')
+        w1, w2, w3 = widths
+        self.conv1 = nn.Conv2d(3, w1, 7, stride=1 + (n_downsample > 2), padding=3)
+        self.norm1 = _norm(norm_fn, w1)
         self.relu1 = nn.ReLU(inplace=True)
-        self.layer1 = _stage(64, 64, norm_fn, 1)
-        self.layer2 = _stage(64, 96, norm_fn, 1 + (n_downsample > 1))
-        self.layer3 = _stage(96, 128, norm_fn, 1 + (n_downsample > 0))
+        self.layer1 = _stage(w1, w1, norm_fn, 1)
+        self.layer2 = _stage(w1, w2, norm_fn, 1 + (n_downsample > 1))
+        self.layer3 = _stage(w2, w3, norm_fn, 1 + (n_downsample > 0))
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.norm1(self.conv1(x)))
@@ -105,9 +113,9 @@ class FeatureEncoder(_Stem):
     """Matching features (the official ``BasicEncoder``): ``(B, 3, H, W) -> (B, C, H/f, W/f)``."""
 
     def __init__(self, output_dim: int = 256, norm_fn: str = 'instance',
-                 n_downsample: int = 2) -> None:
-        super().__init__(norm_fn, n_downsample)
-        self.conv2 = nn.Conv2d(128, output_dim, 1)
+                 n_downsample: int = 2, widths: Sequence[int] = (64, 96, 128)) -> None:
+        super().__init__(norm_fn, n_downsample, widths)
+        self.conv2 = nn.Conv2d(widths[2], output_dim, 1)
         _init_encoder(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,20 +128,22 @@ class ContextEncoder(_Stem):
     Returns ``n_levels`` pairs ``(hidden, context)``, finest first, each ``(B, dims[i], ...)``.
     """
 
-    def __init__(self, dims: Sequence[int], norm_fn: str = 'batch', n_downsample: int = 2) -> None:
-        super().__init__(norm_fn, n_downsample)
+    def __init__(self, dims: Sequence[int], norm_fn: str = 'batch', n_downsample: int = 2,
+                 widths: Sequence[int] = (64, 96, 128)) -> None:
+        super().__init__(norm_fn, n_downsample, widths)
         if len(dims) != 3:
             raise ValueError(f'ContextEncoder needs 3 level widths, got {list(dims)}')
-        self.layer4 = _stage(128, 128, norm_fn, 2)
-        self.layer5 = _stage(128, 128, norm_fn, 2)
+        c = widths[2]
+        self.layer4 = _stage(c, c, norm_fn, 2)
+        self.layer5 = _stage(c, c, norm_fn, 2)
         # Two heads per level (hidden state, context), as the official ``output_dim=[h, c]``.
         self.outputs08 = nn.ModuleList(
-            nn.Sequential(ResidualBlock(128, 128, norm_fn), nn.Conv2d(128, dims[0], 3, padding=1))
+            nn.Sequential(ResidualBlock(c, c, norm_fn), nn.Conv2d(c, dims[0], 3, padding=1))
             for _ in range(2))
         self.outputs16 = nn.ModuleList(
-            nn.Sequential(ResidualBlock(128, 128, norm_fn), nn.Conv2d(128, dims[1], 3, padding=1))
+            nn.Sequential(ResidualBlock(c, c, norm_fn), nn.Conv2d(c, dims[1], 3, padding=1))
             for _ in range(2))
-        self.outputs32 = nn.ModuleList(nn.Conv2d(128, dims[2], 3, padding=1) for _ in range(2))
+        self.outputs32 = nn.ModuleList(nn.Conv2d(c, dims[2], 3, padding=1) for _ in range(2))
         _init_encoder(self)
 
     def forward(self, x: torch.Tensor, n_levels: int = 3) -> list[tuple[torch.Tensor, ...]]:
@@ -460,6 +470,9 @@ class RAFTStereo(BaseModel):
         loss_gamma, max_disp: sequence-loss parameters.
         freeze_bn: keep the BatchNorms in eval mode during training (the official training does).
         pad_divisor: 'predict' pads inputs (replicate) to a multiple of this and crops back.
+        encoder_widths: stage widths of the feature and context encoders (published
+            ``(64, 96, 128)``); smaller for CPU-sized variants.
+        feature_dim: width of the matching features (published 256).
     """
 
     def __init__(self,
@@ -477,6 +490,8 @@ class RAFTStereo(BaseModel):
                  max_disp: float = 700,
                  freeze_bn: bool = True,
                  pad_divisor: int = 32,
+                 encoder_widths: Sequence[int] = (64, 96, 128),
+                 feature_dim: int = 256,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(
@@ -502,13 +517,13 @@ class RAFTStereo(BaseModel):
         self.freeze_bn = freeze_bn
         self.pad_divisor = pad_divisor
 
-        self.cnet = ContextEncoder(hidden_dims, context_norm, n_downsample)
+        self.cnet = ContextEncoder(hidden_dims, context_norm, n_downsample, encoder_widths)
         self.update_block = MultiUpdateBlock(hidden_dims, n_gru_layers,
                                              corr_levels * (2 * corr_radius + 1), self.factor)
         self.context_zqr_convs = nn.ModuleList(
             nn.Conv2d(hidden_dims[i], hidden_dims[i] * 3, 3, padding=1)
             for i in range(n_gru_layers))
-        self.fnet = FeatureEncoder(256, 'instance', n_downsample)
+        self.fnet = FeatureEncoder(feature_dim, 'instance', n_downsample, encoder_widths)
 
     def train(self, mode: bool = True) -> RAFTStereo:
         super().train(mode)

@@ -1,0 +1,19 @@
+# Mask2Former on Swin-T (drop path 0.3), ADE20K 512x512 crops, batch 8 x 2, 160k iterations of
+# Mask2Former's AdamW poly recipe.
+_base_ = [
+    '../_base_/models/mask2former_r50.py',
+    '../_base_/datasets/ade20k_512x512.py',
+    '../_base_/schedules/mask2former_adamw-poly_90k.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    backbone=dict(_delete_=True, type='SwinTransformer', arch='tiny', window_size=7,
+                  drop_path_rate=0.3, out_indices=(0, 1, 2, 3)),
+    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
+)
+train_dataloader = dict(batch_size=2)
+param_scheduler = [
+    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=160000, by_epoch=False),
+]
+train_cfg = dict(max_iters=160000)
+default_hooks = dict(checkpoint=dict(interval=5000))
