@@ -5,6 +5,9 @@
     python tools/create_data.py nuscenes --root-path data/nuscenes --out-dir data/nuscenes
                                          --version v1.0-mini [--max-sweeps 10] [--force]
     python tools/create_data.py cityscapes --root-path data/cityscapes [--workers N] [--force]
+    python tools/create_data.py div2k --root data/DIV2K --out data/DIV2K
+                                      [--crop 480 --step 240 --thresh 48 --scales 2 3 4]
+                                      [--workers N] [--force]
 
 Outputs are written to temporary files and renamed, so an interrupted run leaves the previous
 outputs intact; existing outputs are only replaced with ``--force``.
@@ -41,6 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cityscapes.add_argument('--root-path', required=True, help='Cityscapes root holding gtFine/')
     cityscapes.add_argument('--workers', type=int, default=4, help='worker processes (default 4)')
     cityscapes.add_argument('--force', action='store_true', help='overwrite existing outputs')
+
+    div2k = datasets.add_parser('div2k', help='DIV2K: cut training images into sub-images')
+    div2k.add_argument('--root', required=True,
+                       help='DIV2K root holding DIV2K_train_HR/ (and DIV2K_train_LR_bicubic/X*/)')
+    div2k.add_argument('--out', required=True, help='output root for the *_sub folders')
+    div2k.add_argument('--crop', type=int, default=480, help='HR sub-image side (default 480)')
+    div2k.add_argument('--step', type=int, default=240, help='HR stride (default 240)')
+    div2k.add_argument('--thresh', type=int, default=48,
+                       help='smallest remainder that earns an edge sub-image (default 48)')
+    div2k.add_argument('--scales', type=int, nargs='*', default=[2, 3, 4],
+                       help='LR scales; missing LR folders are made by MATLAB bicubic')
+    div2k.add_argument('--workers', type=int, default=4, help='worker processes (default 4)')
+    div2k.add_argument('--force', action='store_true', help='replace existing sub-images')
     return parser.parse_args(argv)
 
 
@@ -50,6 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.dataset == 'cityscapes':
         from perception.datasets.converters.cityscapes_converter import create_cityscapes_trainids
         create_cityscapes_trainids(args.root_path, workers=args.workers, force=args.force)
+        return
+    if args.dataset == 'div2k':
+        from perception.datasets.converters.div2k_converter import create_div2k_subimages
+        create_div2k_subimages(args.root, args.out, crop=args.crop, step=args.step,
+                               thresh=args.thresh, scales=args.scales, workers=args.workers,
+                               force=args.force)
         return
     out_dir = args.out_dir or args.root_path
     if args.dataset == 'kitti':

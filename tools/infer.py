@@ -3,6 +3,8 @@
     python tools/infer.py stereo CONFIG CHECKPOINT --left L.png --right R.png --out-dir DIR
         [--calib calib.txt | --focal F --baseline B [--doffs D] [--cx CX --cy CY]]
         [--iters N] [--max-side S] [--device cpu|cuda]
+    python tools/infer.py sr CONFIG CHECKPOINT --input IMG_OR_DIR --out-dir DIR
+        [--tile 256 --tile-overlap 32 --tile-batch 4] [--device cpu|cuda]
 
 ``stereo`` writes ``disp.png`` (KITTI 16-bit, ``d * 256``, 0 = invalid), ``disp.pfm`` (float32),
 ``disp_color.png`` (turbo colour map) and, given a calibration, ``depth.pfm`` (the baseline's unit:
@@ -10,6 +12,11 @@ mm for Middlebury ``calib.txt``; ``inf`` = invalid) and ``cloud.ply`` (binary li
 float + red green blue uchar, left-camera frame, valid pixels only). ``--max-side`` runs the
 network on a copy downscaled so that its longer side is at most S pixels, then resizes the
 disparity back to full resolution and rescales its values, to bound memory on large images.
+
+``sr`` super-resolves one image or every image of a folder and writes ``<stem>.png`` (8-bit RGB)
+per input into the output folder. ``--tile T`` runs the network on ``T x T`` LR tiles that
+overlap by ``--tile-overlap`` pixels and cross-fades them, so memory stays bounded for any image
+size; without it the whole image goes through the network at once.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import numpy as np
 from perception.apis.inference import (
     depth_to_points,
     disparity_to_depth,
+    inference_sr,
     inference_stereo,
     init_model,
     write_ply,
@@ -30,6 +38,7 @@ from perception.datasets.stereo_io import (
     write_kitti_disparity,
     write_pfm,
 )
+from perception.datasets.super_resolution import IMAGE_SUFFIXES
 from perception.datasets.transforms.loading import read_rgb
 from perception.engine.cli import exits_cleanly_on_user_error
 from perception.engine.errors import ConfigError, DataError
@@ -60,10 +69,28 @@ def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_stereo)
 
 
+def _add_sr_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser('sr', help='super-resolve an image or a folder of images',
+                              description='Super-resolve images, optionally in blended tiles '
+                              'so that large images fit in memory.')
+    p.add_argument('config', help='config file of the super-resolution model')
+    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
+    p.add_argument('--input', required=True, help='an image, or a folder of images')
+    p.add_argument('--out-dir', required=True, help='folder for <stem>.png outputs (created)')
+    p.add_argument('--tile', type=int, help='LR tile side in pixels (default: whole image)')
+    p.add_argument('--tile-overlap', type=int, default=32,
+                   help='LR pixels shared by neighbouring tiles (default 32)')
+    p.add_argument('--tile-batch', type=int, default=4,
+                   help='tiles per forward pass (default 4)')
+    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
+    p.set_defaults(func=run_sr)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Run a perception model on your own inputs.')
     subparsers = parser.add_subparsers(dest='task', required=True, metavar='TASK')
     _add_stereo_parser(subparsers)
+    _add_sr_parser(subparsers)
     return parser.parse_args(argv)
 
 
@@ -144,6 +171,39 @@ def run_stereo(args: argparse.Namespace) -> None:
         written += ['depth.pfm', f'cloud.ply ({len(points)} points)']
     print(f'disparity {width}x{height}: min {disp.min():.2f} max {disp.max():.2f} px; wrote '
           f'{", ".join(written)} to {out}')
+
+
+def _sr_inputs(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise DataError(f'{path}: no images ({", ".join(IMAGE_SUFFIXES)}) in the folder')
+        return images
+    if not path.is_file():
+        raise DataError(f'{path}: input image or folder not found')
+    return [path]
+
+
+def run_sr(args: argparse.Namespace) -> None:
+    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap < args.tile):
+        raise ConfigError(f'need --tile >= 8 and 0 <= --tile-overlap < --tile, got --tile '
+                          f'{args.tile} --tile-overlap {args.tile_overlap}')
+    if args.tile_batch < 1:
+        raise ConfigError(f'--tile-batch must be >= 1, got {args.tile_batch}')
+    inputs = _sr_inputs(args.input)
+    out = Path(args.out_dir)
+    names = [p.stem for p in inputs]
+    if len(set(names)) != len(names):
+        raise DataError(f'{args.input}: several inputs share a name stem; outputs would collide')
+    model = init_model(args.config, args.checkpoint, args.device)
+    for path in inputs:
+        image = read_rgb(path)
+        sr = inference_sr(model, image, tile=args.tile, tile_overlap=args.tile_overlap,
+                          tile_batch_size=args.tile_batch)
+        write_png(out / f'{path.stem}.png', sr)
+        print(f'{path}: {image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]}, wrote '
+              f'{out / (path.stem + ".png")}', flush=True)
 
 
 @exits_cleanly_on_user_error

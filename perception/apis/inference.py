@@ -25,8 +25,8 @@ from ..engine.errors import ConfigError, DataError
 from ..engine.fileio import atomic_write_bytes
 from ..registry import MODELS, SCOPE
 
-__all__ = ['disparity_to_depth', 'depth_to_points', 'inference_stereo', 'init_model',
-           'write_ply']
+__all__ = ['disparity_to_depth', 'depth_to_points', 'inference_sr', 'inference_stereo',
+           'init_model', 'tile_starts', 'write_ply']
 
 ImageInput = str | os.PathLike | np.ndarray
 
@@ -173,3 +173,123 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -
               'property uchar red\nproperty uchar green\nproperty uchar blue\n'
               'end_header\n').encode('ascii')
     atomic_write_bytes(path, header + vertex.tobytes(), durable=False)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of side ``min(tile, length)`` covering ``[0, length)``.
+
+    Tiles step by ``tile - overlap``; the last one is moved back to end at ``length`` (so it may
+    overlap its neighbour by more than ``overlap``), and every tile has the same size.
+    """
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _blend_ramp(size: int, overlap: int, lead: bool, trail: bool) -> torch.Tensor:
+    """``(size,)`` blending weights of one tile axis; ``overlap`` is in output pixels.
+
+    On a side shared with a neighbour the weight is 0 over the outer quarter of the overlap
+    (where a tile lacks context, so its output is least like the untiled one), rises linearly
+    over the middle half and is 1 beyond. The ramp is symmetric about the overlap's centre, so
+    two tiles overlapping by exactly ``overlap`` have weights summing to 1 (a cross-fade). Image
+    borders (no neighbour) keep weight 1.
+    """
+    weights = torch.ones(size, dtype=torch.float32)
+    ramp = min(overlap, size)
+    if ramp > 0:
+        centre = torch.arange(ramp, dtype=torch.float32) + 0.5
+        rise = ((centre - ramp / 4) / (ramp / 2)).clamp(0, 1)
+        if lead:
+            weights[:ramp] = torch.minimum(weights[:ramp], rise)
+        if trail:
+            weights[size - ramp:] = torch.minimum(weights[size - ramp:], rise.flip(0))
+    return weights
+
+
+def _upscale(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, h, w)`` in [0, 1] -> unclamped ``(B, 3, s*h, s*w)`` on the CPU, float32."""
+    upscale = getattr(model, 'upscale', None)
+    out = upscale(lr) if upscale is not None else model(lr, mode='tensor')
+    return out.float().cpu()
+
+
+def inference_sr(model: nn.Module, image: ImageInput, tile: int | None = None,
+                 tile_overlap: int = 32, tile_batch_size: int = 4) -> np.ndarray:
+    """Super-resolve one image, whole or in overlapping tiles blended together.
+
+    Args:
+        model: an SR model with ``upscale(lr)`` (``SuperResolver``) or ``forward(lr,
+            mode='tensor')``, mapping ``(B, 3, h, w)`` in [0, 1] to ``(B, 3, s*h, s*w)``.
+        image: path or ``(H, W, 3)`` uint8 RGB array (the LR image).
+        tile: LR tile side; ``None`` runs the whole image at once. Tiles are
+            ``min(tile, H) x min(tile, W)``, so all of them have one size and run in batches.
+        tile_overlap: LR pixels shared by neighbouring tiles. A tile's output near an inner
+            edge differs from the untiled output (the model sees less context there), so the
+            outer quarter of every overlap is dropped and the middle half is cross-faded
+            linearly. For a model whose receptive field (radius, LR pixels) is at most
+            ``tile_overlap / 4`` the result therefore equals the untiled output everywhere; for
+            larger ones the differences are confined to the overlaps and damped by the fade.
+        tile_batch_size: tiles per forward pass (bounds the memory with ``tile``).
+
+    Returns:
+        ``(s*H, s*W, 3)`` uint8 RGB.
+
+    Raises:
+        DataError: unreadable image; ValueError: bad tile settings, or an output that is not an
+        integer multiple of the input.
+    """
+    array, _ = _read_image(image, 'input')
+    if tile is not None and not (tile >= 1 and 0 <= tile_overlap < tile and tile_batch_size >= 1):
+        raise ValueError(f'need tile >= 1, 0 <= tile_overlap < tile and tile_batch_size >= 1; got '
+                         f'tile={tile}, tile_overlap={tile_overlap}, '
+                         f'tile_batch_size={tile_batch_size}')
+    device = next(model.parameters()).device
+    lr = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].float() / 255
+    height, width = array.shape[:2]
+    with torch.inference_mode():
+        if tile is None:
+            out = _upscale(model, lr.to(device))[0]
+        else:
+            out = _tiled_upscale(model, lr, device, tile, tile_overlap, tile_batch_size)
+    if out.shape[-2] % height or out.shape[-1] % width or (
+            out.shape[-2] // height != out.shape[-1] // width):
+        raise ValueError(f'model output {tuple(out.shape[-2:])} is not an integer multiple of the '
+                         f'input {height}x{width}')
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _tiled_upscale(model: nn.Module, lr: torch.Tensor, device: torch.device, tile: int,
+                   overlap: int, batch_size: int) -> torch.Tensor:
+    """Blend the outputs of overlapping tiles of ``lr`` ``(1, 3, H, W)`` -> ``(3, sH, sW)``."""
+    height, width = lr.shape[-2:]
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    boxes = [(y, x) for y in ys for x in xs]
+    out = weight = None
+    scale = 0
+    for first in range(0, len(boxes), batch_size):
+        chunk = boxes[first:first + batch_size]
+        batch = torch.cat([lr[..., y:y + tile_h, x:x + tile_w] for y, x in chunk]).to(device)
+        result = _upscale(model, batch)  # (b, 3, s*tile_h, s*tile_w)
+        if out is None:
+            scale = result.shape[-1] // tile_w
+            if result.shape[-2:] != (scale * tile_h, scale * tile_w):
+                raise ValueError(f'model output {tuple(result.shape[-2:])} is not an integer '
+                                 f'multiple of the tile {tile_h}x{tile_w}')
+            out = torch.zeros(3, scale * height, scale * width)
+            weight = torch.zeros(1, scale * height, scale * width)
+        for (y, x), tile_out in zip(chunk, result):
+            # Ramps only on sides that have a neighbour: the image border has nothing to blend.
+            wy = _blend_ramp(scale * tile_h, scale * overlap, y > 0, y + tile_h < height)
+            wx = _blend_ramp(scale * tile_w, scale * overlap, x > 0, x + tile_w < width)
+            window = wy[:, None] * wx[None, :]
+            rows = slice(scale * y, scale * (y + tile_h))
+            cols = slice(scale * x, scale * (x + tile_w))
+            out[:, rows, cols] += tile_out * window
+            weight[:, rows, cols] += window
+    # Every pixel has weight: the first and last tiles have no ramp on their outer sides, and a
+    # pixel in a tile's zero band lies >= 3/4 overlap inside the next (or previous) tile.
+    return out / weight

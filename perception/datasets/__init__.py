@@ -4,8 +4,8 @@ from .kitti import KittiDataset
 from .nuscenes import NuScenesDataset
 from .segmentation import ADE20KDataset, CityscapesDataset
 from .stereo import ETH3DDataset, KittiStereoDataset, MiddleburyDataset, SceneFlowDataset
-from .super_resolution import PairedImageDataset, SyntheticSRDataset
+from .super_resolution import PairedImageDataset, SRTrainDataset, SyntheticSRDataset
 
 __all__ = ['ADE20KDataset', 'CityscapesDataset', 'ETH3DDataset', 'KittiDataset',
            'KittiStereoDataset', 'MiddleburyDataset', 'NuScenesDataset', 'PairedImageDataset',
-           'SceneFlowDataset', 'SyntheticSRDataset']
+           'SRTrainDataset', 'SceneFlowDataset', 'SyntheticSRDataset']
