@@ -147,6 +147,23 @@ def test_max_side_rescales_disparity(tiny_model, tmp_path: Path):
     assert depth[r, c] == pytest.approx(1000 * 0.5 / disp[r, c], rel=1e-5)  # doffs 0
 
 
+def test_low_memory_gives_the_same_disparity(tiny_model, tmp_path: Path):
+    if not PAIR.is_dir():
+        pytest.skip(f'shared sample data not found at {PAIR}')
+    config, checkpoint = tiny_model
+    outputs = []
+    for extra in ([], ['--low-memory']):
+        out = tmp_path / ('alt' if extra else 'reg')
+        proc = run_tool('tools/infer.py', 'stereo', config, checkpoint, '--left',
+                        PAIR / 'im0.png', '--right', PAIR / 'im1.png', '--max-side', '400',
+                        '--iters', '2', '--out-dir', out, *extra)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(read_pfm(out / 'disp.pfm'))
+    # On-demand correlation lookups equal the stored volume's (up to float rounding).
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-3
+    assert outputs[0].max() > 10
+
+
 def test_mismatched_sizes_is_a_one_line_error(tiny_model, tmp_path: Path, shared_data):
     config, checkpoint = tiny_model
     right = cv2.imread(str(PAIR / 'im1.png'))[:-10]

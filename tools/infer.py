@@ -2,7 +2,7 @@
 
     python tools/infer.py stereo CONFIG CHECKPOINT --left L.png --right R.png --out-dir DIR
         [--calib calib.txt | --focal F --baseline B [--doffs D] [--cx CX --cy CY]]
-        [--iters N] [--max-side S] [--device cpu|cuda]
+        [--iters N] [--max-side S] [--low-memory] [--device cpu|cuda]
     python tools/infer.py sr CONFIG CHECKPOINT --input IMG_OR_DIR --out-dir DIR
         [--tile 256 --tile-overlap 32 --tile-batch 4] [--device cpu|cuda]
 
@@ -65,6 +65,9 @@ def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
     p.add_argument('--max-side', type=int,
                    help='downscale the pair so its longer side is at most this many pixels')
+    p.add_argument('--low-memory', action='store_true',
+                   help="compute correlations on demand instead of storing the full volume "
+                   "(RAFT-Stereo's 'alt' lookup: same result, less memory, slower)")
     p.add_argument('--device', default='cpu', help='torch device (default cpu)')
     p.set_defaults(func=run_stereo)
 
@@ -147,6 +150,11 @@ def run_stereo(args: argparse.Namespace) -> None:
     camera = _camera(args, width, height)  # checked before the (slow) network runs
 
     model = init_model(args.config, args.checkpoint, args.device)
+    if args.low_memory:
+        if not hasattr(model, 'corr_implementation'):
+            raise ConfigError(f'--low-memory: {type(model).__name__} has no on-demand '
+                              'correlation lookup (use --max-side)')
+        model.corr_implementation = 'alt'
     if args.max_side is not None and max(height, width) > args.max_side:
         small = inference_stereo(model, _downscale(left, args.max_side),
                                  _downscale(right, args.max_side), args.iters)
