@@ -7,7 +7,10 @@
 # from scratch.)
 # Training LR patches are made from the HR images on the fly with MATLAB bicubic (bit-identical to
 # the LR_bicubic files); validation on Set5 in the HR + LR_bicubic/X{s} layout.
-_base_ = ['../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/datasets/sr_div2k_x4.py', '../_base_/schedules/sr_adam_500k.py',
+    '../_base_/default_runtime.py'
+]
 
 scale = 4
 
@@ -22,37 +25,9 @@ model = dict(
     pixel_mean=(0.4488, 0.4371, 0.4040),
 )
 
-train_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='SRTrainDataset', hr_dir='data/DIV2K/DIV2K_train_HR', lr_dir=None,
-                 scale=scale, patch_size=64, use_flip=True, use_rot=True),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(type='PairedImageDataset', data_root='data/sr_benchmarks/Set5', scale=scale),
-)
-test_dataloader = val_dataloader
-val_evaluator = dict(type='SRMetric', crop_border=scale, y_channel=True, bicubic_baseline=True)
-test_evaluator = val_evaluator
+train_dataloader = dict(batch_size=64)
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=500000, val_interval=5000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.0))
-param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=False, milestones=[250000, 400000, 450000, 475000],
-         gamma=0.5),
-]
+optim_wrapper = dict(optimizer=dict(lr=2e-4, betas=(0.9, 0.999)))
 # Exponential moving average of the weights (decay 0.999), which the official code evaluates.
 custom_hooks = [dict(type='EMAHook', momentum=0.001, update_buffers=False)]
 default_hooks = dict(checkpoint=dict(interval=5000))
