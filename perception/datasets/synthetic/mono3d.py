@@ -86,7 +86,7 @@ def kitti_calibration(height: int, width: int) -> dict[str, np.ndarray]:
     return calib
 
 
-def _calib_text(calib: dict[str, np.ndarray]) -> str:
+def kitti_calib_text(calib: dict[str, np.ndarray]) -> str:
     return ''.join(f'{key}: {" ".join(f"{v:.12e}" for v in np.ravel(calib[key]))}\n'
                    for key in ('P0', 'P1', 'P2', 'P3', 'R0_rect', 'Tr_velo_to_cam'))
 
@@ -309,7 +309,7 @@ def write_synthetic_kitti(root: str | os.PathLike, num_train: int, num_val: int,
             raise RuntimeError(f'cannot encode frame {frame_id} as PNG')
         atomic_write_bytes(folder / 'image_2' / f'{frame_id}.png', png.tobytes(), durable=False)
         atomic_write_bytes(folder / 'calib' / f'{frame_id}.txt',
-                           _calib_text(scene['calib']).encode(), durable=False)
+                           kitti_calib_text(scene['calib']).encode(), durable=False)
         write_label_file(folder / 'label_2' / f'{frame_id}.txt', scene['annos'])
     for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
         atomic_write_bytes(root / 'ImageSets' / f'{split}.txt',
