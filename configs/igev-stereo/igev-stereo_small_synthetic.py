@@ -11,7 +11,7 @@ train_dataloader = dict(dataset=dict(num_pairs=100000, **pair))
 val_dataloader = dict(dataset=dict(num_pairs=24, **pair))
 test_dataloader = val_dataloader
 
-max_iters = 400
+max_iters = 1000
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

@@ -34,9 +34,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(classes=['Car'], gt_label_dir=data_root + 'training/label_2')
 test_evaluator = val_evaluator
 
-max_epochs = 300
+max_epochs = 250
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=1.0))
-param_scheduler = [dict(type='MultiStepLR', milestones=[240], gamma=0.1, by_epoch=True, begin=0,
+param_scheduler = [dict(type='MultiStepLR', milestones=[200], gamma=0.1, by_epoch=True, begin=0,
                         end=max_epochs)]
 default_hooks = dict(checkpoint=dict(interval=max_epochs), logger=dict(interval=10))
