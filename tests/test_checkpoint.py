@@ -78,6 +78,19 @@ def test_mmengine_message_hub_objects_are_allowed(tmp_path):
     assert loaded.current() == 1.5 and loaded.mean() == 1.5
 
 
+def test_one_cycle_scheduler_state_is_allowed(tmp_path):
+    # mmengine's OneCycleLR keeps its annealing function in its state dict, so every training
+    # checkpoint of a one-cycle schedule (the stereo recipes) pickles getattr(class, name).
+    from mmengine.optim import OneCycleLR
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = OneCycleLR(optimizer, eta_max=0.1, total_steps=10, anneal_strategy='linear')
+    path = tmp_path / 'run.pth'
+    torch.save({'state_dict': {}, 'param_schedulers': [scheduler.state_dict()]}, path)
+    state = read_checkpoint(path)['param_schedulers'][0]
+    assert state['anneal_func'] is scheduler.anneal_func  # a static method of the class
+    assert state['total_steps'] == 10
+
+
 def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     other = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     path = tmp_path / 'other.pth'

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
+from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .errors import CheckpointError
@@ -33,18 +34,25 @@ except ImportError:  # pragma: no cover - NumPy 1.x
     from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
 
 
-def _history_buffer_method(owner: Any, name: str) -> Any:
-    """Stands in for ``getattr`` while unpickling: mmengine pickles each ``HistoryBuffer``'s
-    statistics methods as ``getattr(HistoryBuffer, 'mean')``. Only those lookups are allowed."""
-    if owner is not HistoryBuffer or name not in ('min', 'max', 'current', 'mean'):
+# Attributes mmengine pickles by reference (``getattr(owner, name)``): each ``HistoryBuffer``'s
+# statistics methods, and the annealing function a one-cycle scheduler's state holds.
+_PICKLED_ATTRIBUTES: dict[Any, tuple[str, ...]] = {
+    HistoryBuffer: ('min', 'max', 'current', 'mean'),
+    OneCycleParamScheduler: ('_annealing_cos', '_annealing_linear'),
+}
+
+
+def _pickled_attribute(owner: Any, name: str) -> Any:
+    """Stands in for ``getattr`` while unpickling; only the lookups above are allowed."""
+    if name not in _PICKLED_ATTRIBUTES.get(owner, ()):
         raise pickle.UnpicklingError(f'refusing getattr({owner!r}, {name!r}) in a checkpoint')
     return getattr(owner, name)
 
 
 # Types an mmengine checkpoint legitimately contains besides tensors and Python containers.
 _SAFE_GLOBALS: list[Any] = [
-    HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), _reconstruct, scalar,
-    np.ndarray, np.dtype, Counter,
+    HistoryBuffer, OneCycleParamScheduler, (_pickled_attribute, 'builtins.getattr'), _reconstruct,
+    scalar, np.ndarray, np.dtype, Counter,
     np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Float16DType,
     np.dtypes.Int64DType, np.dtypes.Int32DType, np.dtypes.BoolDType,
 ]
