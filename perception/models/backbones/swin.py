@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from ...engine.checkpoint_mapping import CheckpointLayout
 from ...registry import MODELS
-from ..layers.drop import DropPath, trunc_normal_
+from ..layers.drop import DropPath
+from ..layers.transformer import Mlp, init_transformer_weights
 from ..layers.window_attention import (
     WindowAttention,
     pad_to_multiple,
@@ -59,20 +60,6 @@ class PatchEmbed(nn.Module):
         if pad_b or pad_r:
             x = F.pad(x, (0, pad_r, 0, pad_b))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
-
-
-class Mlp(nn.Module):
-    """Linear -> GELU -> Linear (names ``fc1``, ``fc2`` as the official code)."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class SwinBlock(nn.Module):
@@ -226,7 +213,7 @@ class SwinTransformer(nn.Module):
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
         freeze_modules(self._frozen_modules())
 
     def _frozen_modules(self) -> list[nn.Module]:
@@ -252,17 +239,6 @@ class SwinTransformer(nn.Module):
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(out).permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
-
-
-def _init_weights(m: nn.Module) -> None:
-    # Official Swin initialisation: truncated normal linears, unit LayerNorms.
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 def swin_tiny(**kwargs) -> SwinTransformer:

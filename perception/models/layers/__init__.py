@@ -10,6 +10,7 @@ from .ms_deform_attn import (
 )
 from .norm import LayerNorm2d
 from .padding import reflect_pad_to_multiple
+from .transformer import Mlp, init_transformer_weights
 from .window_attention import (
     WindowAttention,
     attend_in_windows,
@@ -19,8 +20,8 @@ from .window_attention import (
     window_reverse,
 )
 
-__all__ = ['FPN', 'ConvGRU', 'DropPath', 'LayerNorm2d', 'MultiScaleDeformableAttention',
-           'WindowAttention', 'drop_path', 'flatten_levels', 'level_start_index',
-           'multi_scale_deformable_attention', 'attend_in_windows', 'reflect_pad_to_multiple',
-           'relative_position_index', 'shifted_window_mask', 'trunc_normal_', 'window_partition',
-           'window_reverse']
+__all__ = ['FPN', 'ConvGRU', 'DropPath', 'LayerNorm2d', 'Mlp', 'MultiScaleDeformableAttention',
+           'WindowAttention', 'attend_in_windows', 'drop_path', 'flatten_levels',
+           'init_transformer_weights', 'level_start_index', 'multi_scale_deformable_attention',
+           'reflect_pad_to_multiple', 'relative_position_index', 'shifted_window_mask',
+           'trunc_normal_', 'window_partition', 'window_reverse']

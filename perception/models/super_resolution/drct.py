@@ -34,11 +34,11 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..layers.padding import reflect_pad_to_multiple
+from ..layers.transformer import init_transformer_weights
 from ..layers.window_attention import shifted_window_mask
 from .swinir import (
     SwinIRBlock,
     conv_channels_last,
-    init_transformer_weights,
     pixelshuffle_upsample,
     unwrap_official_checkpoint,
 )

@@ -53,8 +53,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.drop import DropPath, trunc_normal_
+from ..layers.drop import DropPath
 from ..layers.padding import reflect_pad_to_multiple
+from ..layers.transformer import init_transformer_weights
 from ..layers.window_attention import WindowAttention, window_partition
 
 # The official models subtract this RGB mean (DIV2K's) from their [0, 1] input.
@@ -459,7 +460,7 @@ class HiTSR(nn.Module):
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
         self.upsample = nn.Sequential(
             nn.Conv2d(embed_dim, in_channels * scale**2, 3, padding=1), nn.PixelShuffle(scale))
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -471,18 +472,6 @@ class HiTSR(nn.Module):
             tokens = group(tokens, size)
         deep = self.norm(tokens).transpose(1, 2).reshape(shallow.shape)
         return self.upsample(self.conv_after_body(deep) + shallow)
-
-
-def _init_weights(module: nn.Module) -> None:
-    # As the official code: truncated-normal linear weights, zero biases, unit LayerNorms;
-    # convolutions keep PyTorch's default.
-    if isinstance(module, nn.Linear):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 @MODELS.register_module()

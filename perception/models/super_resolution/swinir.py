@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers.drop import DropPath, trunc_normal_
+from ..layers.drop import DropPath
 from ..layers.padding import reflect_pad_to_multiple
+from ..layers.transformer import Mlp, init_transformer_weights
 from ..layers.window_attention import WindowAttention, attend_in_windows, shifted_window_mask
 
 # Per-channel RGB mean of DIV2K that the official SwinIR / DRCT networks subtract (img_range 1).
@@ -51,34 +52,6 @@ def pixelshuffle_upsample(scale: int, num_feat: int) -> nn.Sequential:
     else:
         raise ValueError(f'pixelshuffle upsampler supports scales 2^n and 3, got {scale}')
     return nn.Sequential(*layers)
-
-
-def init_transformer_weights(module: nn.Module) -> None:
-    """The official initialisation: Linear ``N(0, 0.02)`` truncated, zero bias; LayerNorm 1, 0.
-
-    Convolutions keep PyTorch's default. Use as ``model.apply(init_transformer_weights)``.
-    """
-    if isinstance(module, nn.Linear):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-class Mlp(nn.Module):
-    """Linear -> GELU -> Linear, with dropout after each (names ``fc1``, ``fc2`` as official)."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class SwinIRBlock(nn.Module):
