@@ -36,16 +36,20 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from ...engine.errors import ConfigError
 from ...engine.fileio import atomic_write_bytes
 from ...structures import CameraBoxes3D, KittiCalibration, LiDARBoxes3D
-from ..kitti_format import write_label_file
 from ..points_io import points_to_bytes
-from .mono3d import CLASS_SIZES, kitti_calib_text, kitti_calibration
+from .mono3d import (
+    CLASS_SIZES,
+    encode_png,
+    kitti_calibration,
+    write_image_sets,
+    write_kitti_frame,
+)
 
 __all__ = ['BEAM_ELEVATIONS_DEG', 'CLUTTER', 'GROUND', 'MAX_RANGE', 'SENSOR_HEIGHT',
            'beam_directions', 'cast_rays', 'render_lidar_scene', 'write_synthetic_kitti_lidar']
@@ -457,23 +461,16 @@ def write_synthetic_kitti_lidar(root: str | os.PathLike, num_train: int, num_val
         raise ConfigError(f'write_synthetic_kitti_lidar: need num_train, num_val >= 0 and some '
                           f'frames, got {num_train}, {num_val}')
     root = Path(root)
-    folder = root / 'training'
     height, width = scene_options.get('image_shape', IMAGE_SHAPE)
-    ok, png = cv2.imencode('.png', np.full((height, width, 3), 128, np.uint8))
-    if not ok:
-        raise RuntimeError('cannot encode the placeholder image as PNG')
+    # The converter reads only the image size: one grey image serves every frame.
+    png = encode_png(np.full((height, width, 3), 128, np.uint8), 'the placeholder image')
     ids = [f'{i:06d}' for i in range(num_train + num_val)]
     for index, frame_id in enumerate(ids):
         scene = render_lidar_scene(seed, index, **scene_options)
-        atomic_write_bytes(folder / 'velodyne' / f'{frame_id}.bin',
+        atomic_write_bytes(root / 'training' / 'velodyne' / f'{frame_id}.bin',
                            points_to_bytes(scene['points']), durable=False)
-        atomic_write_bytes(folder / 'image_2' / f'{frame_id}.png', png.tobytes(), durable=False)
-        atomic_write_bytes(folder / 'calib' / f'{frame_id}.txt',
-                           kitti_calib_text(scene['calib']).encode(), durable=False)
-        write_label_file(folder / 'label_2' / f'{frame_id}.txt', scene['annos'])
-    for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
-        atomic_write_bytes(root / 'ImageSets' / f'{split}.txt',
-                           ''.join(i + '\n' for i in split_ids).encode())
+        write_kitti_frame(root, frame_id, png, scene['calib'], scene['annos'])
+    write_image_sets(root, ids, num_train)
     return root
 
 

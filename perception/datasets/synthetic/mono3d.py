@@ -91,6 +91,31 @@ def kitti_calib_text(calib: dict[str, np.ndarray]) -> str:
                    for key in ('P0', 'P1', 'P2', 'P3', 'R0_rect', 'Tr_velo_to_cam'))
 
 
+def encode_png(image: np.ndarray, what: str) -> bytes:
+    """``(H, W, 3)`` uint8 RGB -> PNG bytes."""
+    ok, png = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f'cannot encode {what} as PNG')
+    return png.tobytes()
+
+
+def write_kitti_frame(root: Path, frame_id: str, image_png: bytes,
+                      calib: dict[str, np.ndarray], annos: dict) -> None:
+    """One frame's ``training/{image_2,calib,label_2}`` files, each written atomically."""
+    folder = root / 'training'
+    atomic_write_bytes(folder / 'image_2' / f'{frame_id}.png', image_png, durable=False)
+    atomic_write_bytes(folder / 'calib' / f'{frame_id}.txt', kitti_calib_text(calib).encode(),
+                       durable=False)
+    write_label_file(folder / 'label_2' / f'{frame_id}.txt', annos)
+
+
+def write_image_sets(root: Path, ids: Sequence[str], num_train: int) -> None:
+    """``ImageSets/train.txt`` (the first ``num_train`` ids) and ``val.txt`` (the rest)."""
+    for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
+        atomic_write_bytes(root / 'ImageSets' / f'{split}.txt',
+                           ''.join(i + '\n' for i in split_ids).encode())
+
+
 def _noise_texture(rng: np.random.Generator, size: int, octaves: Sequence[int]) -> np.ndarray:
     """``(size, size)`` float32 multi-scale noise in about [-1, 1]."""
     texture = np.zeros((size, size), np.float32)
@@ -300,20 +325,12 @@ def write_synthetic_kitti(root: str | os.PathLike, num_train: int, num_val: int,
         raise ConfigError(f'write_synthetic_kitti: need num_train, num_val >= 0 and some frames, '
                           f'got {num_train}, {num_val}')
     root = Path(root)
-    folder = root / 'training'
     ids = [f'{i:06d}' for i in range(num_train + num_val)]
     for index, frame_id in enumerate(ids):
         scene = render_mono3d_scene(seed, index, height, width, classes, max_objects)
-        ok, png = cv2.imencode('.png', cv2.cvtColor(scene['image'], cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise RuntimeError(f'cannot encode frame {frame_id} as PNG')
-        atomic_write_bytes(folder / 'image_2' / f'{frame_id}.png', png.tobytes(), durable=False)
-        atomic_write_bytes(folder / 'calib' / f'{frame_id}.txt',
-                           kitti_calib_text(scene['calib']).encode(), durable=False)
-        write_label_file(folder / 'label_2' / f'{frame_id}.txt', scene['annos'])
-    for split, split_ids in (('train', ids[:num_train]), ('val', ids[num_train:])):
-        atomic_write_bytes(root / 'ImageSets' / f'{split}.txt',
-                           ''.join(i + '\n' for i in split_ids).encode())
+        write_kitti_frame(root, frame_id, encode_png(scene['image'], f'frame {frame_id}'),
+                          scene['calib'], scene['annos'])
+    write_image_sets(root, ids, num_train)
     return root
 
 
