@@ -13,7 +13,7 @@ $(PY):
 # torch first and pinned: anything that lets pip choose torch freely pulls a CUDA build.
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]" torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,ros,deploy]" torch==2.13.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,7 +46,8 @@ EXTRAS_VENV := .venv-extras
 EXTRAS_PY := $(EXTRAS_VENV)/bin/python
 EXTRAS_STAMP := $(EXTRAS_VENV)/.installed
 EXTRAS_TESTS := tests/test_eval_nuscenes.py tests/test_nuscenes_converter.py \
-	tests/test_ops_voxelize.py tests/test_extras.py
+	tests/test_ops_voxelize.py tests/test_extras.py tests/test_sparse_conv.py \
+	tests/test_second_encoder.py
 
 $(EXTRAS_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(EXTRAS_VENV)

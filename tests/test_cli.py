@@ -132,3 +132,91 @@ def test_benchmark_reports_latency_and_a_table_row(trained):
     assert 'latency_median_ms' in result.stdout and 'peak_rss_mib' in result.stdout
     row = [line for line in result.stdout.splitlines() if line.startswith('| SuperResolver')]
     assert row and '| 1x3x32x48 | cpu | 0.031 |' in row[0]
+
+
+def _benchmark_module():
+    import importlib.util
+    path = Path(__file__).parent.parent / 'tools/benchmark.py'
+    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_lidar_random_cloud_and_per_stage_medians(tmp_path):
+    from mmengine.model import BaseModel
+    from mmengine.structures import InstanceData
+
+    from perception.registry import MODELS
+    from perception.structures import LiDARBoxes3D
+
+    class BenchStagedLidarDetector(BaseModel):
+        """Records the clouds it sees and reports two stages of fixed durations."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(3))
+            self.clouds = []
+
+        def forward(self, inputs, data_samples=None, mode='predict'):
+            self.clouds.extend(inputs['points'])
+            self.stage_times = {'voxelize': 0.002 * len(self.clouds) % 0.006, 'head': 0.004}
+            for sample in data_samples:
+                sample.pred_instances_3d = InstanceData(
+                    bboxes_3d=LiDARBoxes3D(torch.zeros(0, 7)), scores_3d=torch.zeros(0),
+                    labels_3d=torch.zeros(0, dtype=torch.long))
+            return data_samples
+
+    MODELS.register_module(module=BenchStagedLidarDetector, force=True)
+    config = tmp_path / 'lidar_bench.py'
+    config.write_text("default_scope = 'perception'\n"
+                      "point_cloud_range = [0, -40, -3, 70.4, 40, 1]\n"
+                      "model = dict(type='BenchStagedLidarDetector')\n"
+                      "test_pipeline = [dict(type='LoadPointsFromFile', num_features=4, "
+                      "use_dims=4), dict(type='Pack3DDetInputs', keys=('points',))]\n")
+    built = []
+    original = MODELS.build
+
+    def build(cfg):
+        built.append(original(cfg))
+        return built[-1]
+
+    MODELS.build = build
+    try:
+        result = _benchmark_module().main([str(config), '--num-points', '500', '--warmup', '1',
+                                           '--runs', '3', '--device', 'cpu', '--threads', '1'])
+    finally:
+        MODELS.build = original
+    clouds = torch.stack(built[0].clouds)
+    assert clouds.shape == (4, 500, 4)
+    assert (clouds[..., 0] >= 0).all() and (clouds[..., 0] < 70.4).all()
+    assert (clouds[..., 2] >= -3).all() and (clouds[..., 2] < 1).all()
+    # voxelize over the timed runs 2, 3, 4: 4, 0, 2 ms -> median 2; head always 4 ms.
+    assert result['stage_median_ms'] == pytest.approx({'voxelize': 2.0, 'head': 4.0})
+    assert result['markdown_row'].startswith('| BenchStagedLidarDetector | 1x500x4pts | cpu |')
+    assert result['markdown_row'].endswith('| voxelize 2.00, head 4.00 |')
+
+
+def test_benchmark_on_an_image_file_and_through_onnx(tmp_path):
+    pytest.importorskip('onnxruntime')
+    import cv2
+    import numpy as np
+
+    from perception.apis.inference import init_model
+    from perception.apis.onnx_runtime import export_onnx
+
+    image = tmp_path / 'lr.png'
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8))
+    bench = _benchmark_module()
+    result = bench.main([str(DEMO_CONFIG), '--input', str(image), '--batch-size', '2',
+                         '--warmup', '1', '--runs', '2', '--device', 'cpu'])
+    assert result['markdown_row'].startswith('| SuperResolver | 2x3x20x24 | cpu | 0.031 |')
+    export_onnx(init_model(DEMO_CONFIG), tmp_path / 'espcn.onnx', (3, 20, 24))
+    onnx_result = bench.main([str(DEMO_CONFIG), '--onnx', str(tmp_path / 'espcn.onnx'),
+                              '--warmup', '1', '--runs', '2'])
+    assert onnx_result['markdown_row'].startswith('| SuperResolver (ONNX) | 1x3x20x24 | cpu |')
+    # Initialisers: the weights, give or take constants the exporter folds or adds.
+    assert onnx_result['params_m'] == pytest.approx(result['params_m'], rel=0.01)
+    end_to_end = bench.main([str(DEMO_CONFIG), '--onnx', str(tmp_path / 'espcn.onnx'),
+                             '--input', str(image), '--warmup', '1', '--runs', '2'])
+    assert end_to_end['latency_median_ms'] > 0

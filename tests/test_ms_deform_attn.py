@@ -202,3 +202,16 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(
         lambda v, loc, w: multi_scale_deformable_attention(v, shapes, loc, w),
         (value, locs, weights), eps=1e-6, atol=1e-5)
+
+
+def test_benchmark_reference_agrees(tmp_path):
+    """tools/benchmark_msda.py times the op against a corner-gathering reference; the two agree."""
+    from .conftest import run_tool
+    done = run_tool('tools/benchmark_msda.py', '--height', '64', '--width', '128', '--runs', '1')
+    assert done.returncode == 0, done.stderr
+    rows = [line.split('|') for line in done.stdout.splitlines() if line.startswith('| encoder')
+            or line.startswith('| decoder')]
+    assert [r[1].strip() for r in rows] == ['encoder', 'decoder']
+    # 64x128 -> levels 8x16, 4x8, 2x4, 1x2: 170 encoder queries.
+    assert rows[0][2].strip() == '170'
+    assert all(float(r[9]) < 1e-5 for r in rows)

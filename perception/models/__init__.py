@@ -2,4 +2,13 @@
 
 Importing this package registers every model class in ``perception.registry.MODELS``.
 """
-from . import backbones, layers, mono3d, ops, segmentation, stereo, super_resolution  # noqa: F401
+from . import (  # noqa: F401
+    backbones,
+    layers,
+    lidar3d,
+    mono3d,
+    ops,
+    segmentation,
+    stereo,
+    super_resolution,
+)

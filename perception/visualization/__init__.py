@@ -9,7 +9,17 @@ from .boxes3d import (
     write_png,
 )
 from .colors import box_colors, class_color, colorize
+from .overlays import (
+    add_colorbar,
+    colorize_disparity,
+    default_palette,
+    load_box_predictions,
+    overlay_segmentation,
+    read_disparity,
+    read_label_map_any,
+)
 
-__all__ = ['box_colors', 'class_color', 'colorize', 'draw_projected_boxes', 'open3d_can_render',
-           'projected_box_extents', 'render_bev', 'render_points_open3d', 'render_scene',
-           'write_png']
+__all__ = ['add_colorbar', 'box_colors', 'class_color', 'colorize', 'colorize_disparity',
+           'default_palette', 'draw_projected_boxes', 'load_box_predictions', 'open3d_can_render',
+           'overlay_segmentation', 'projected_box_extents', 'read_disparity', 'read_label_map_any',
+           'render_bev', 'render_points_open3d', 'render_scene', 'write_png']

@@ -9,7 +9,7 @@ point_cloud_range = [0, -40, -3, 70.4, 40, 1]
 train_pipeline = [
     dict(type='LoadPointsFromFile', num_features=4, use_dims=4),
     dict(type='LoadAnnotations3D'),
-    dict(type='ObjectSample', db_info_path=data_root + 'kitti_dbinfos_train.pkl',
+    dict(type='ObjectSample', db_info_path='kitti_dbinfos_train.pkl',  # under data_root
          data_root=data_root, classes=class_names,
          sample_groups=dict(Car=15, Pedestrian=10, Cyclist=10),
          min_points=dict(Car=5, Pedestrian=5, Cyclist=5)),
