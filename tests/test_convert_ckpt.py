@@ -99,6 +99,7 @@ def test_stereo_iterations_tool_writes_curve(tmp_path):
     ('igev', 'igev_stereo.json', None, None),
     ('hit-sr', 'hit_sir_x4.json', 'configs/hit-sr/hit-sir_x4_df2k.py', 'params'),
     ('monodetr', 'monodetr.json', None, 'model_state'),
+    ('centerpoint', 'centerpoint_pillar_nus.json', None, 'state_dict'),
     ('swinir', 'swinir_light_x4.json', 'configs/swinir/swinir-light_x4_div2k.py', 'params'),
     ('drct', 'drct_x4.json', 'configs/drct/drct_x4_df2k.py', 'params_ema'),
 ])

@@ -41,6 +41,7 @@ T0 = 1_600_000_000 * 10**9
 MONO_CONFIG = ROOT / 'configs/monodetr/monodetr_tiny_demo.py'
 STEREO_CONFIG = ROOT / 'configs/raft-stereo/raft-stereo_tiny_demo.py'
 SEG_CONFIG = ROOT / 'configs/segformer/segformer_r18_1xb8-300_synthetic-seg-64x128.py'
+LIDAR_CONFIG = ROOT / 'configs/flatformer/flatformer_demo.py'
 SMALL_CONFIG = ROOT / 'configs/espcn/espcn_x3_synthetic-sr.py'  # any model: bad-input tests
 
 
@@ -285,6 +286,50 @@ def test_bag_infer_lidar3d_frames_and_stamps(shared_data, tmp_path, monkeypatch)
         assert d.bbox.center.position.z == pytest.approx((lo[2] + hi[2]) / 2, abs=1e-5)
         np.testing.assert_allclose(marker_points(arr.markers[1]),
                                    corners[BOX_EDGES.reshape(-1)], atol=1e-9)
+
+
+def test_bag_infer_lidar3d_flatformer_on_kitti(shared_data, tmp_path):
+    """The FlatFormer demo detector (random weights, seed 0, score threshold 0) on frame 8's cloud:
+    the bag's detections are the inference API's, in the cloud's frame at its stamp."""
+    bag = kitti_bag(shared_data, tmp_path / 'in', ('000008',))
+    ckpt = random_checkpoint(LIDAR_CONFIG, tmp_path / 'flatformer.pth')
+    out = tmp_path / 'out'
+    options = ['--cfg-options', 'model.test_cfg.score_threshold=0']
+    assert bag_infer.main(['--task', 'lidar3d', '--in', str(bag), '--out', str(out),
+                           '--config', str(LIDAR_CONFIG), '--checkpoint', str(ckpt),
+                           *options]) == 0
+    with open_bag(out) as reader:
+        counts = {t: (c.msgtype, c.msgcount) for t, c in reader.topics.items()}
+        msgs = {m.topic: m for m in iter_messages(reader, out)}
+    assert counts['/perception/lidar3d/detections'] == ('vision_msgs/msg/Detection3DArray', 1)
+    assert counts['/perception/lidar3d/markers'] == ('visualization_msgs/msg/MarkerArray', 1)
+    assert counts['/kitti/velo/pointcloud'] == ('sensor_msgs/msg/PointCloud2', 1)
+    cloud = msgs['/kitti/velo/pointcloud']
+    det = msgs['/perception/lidar3d/detections']
+    assert det.timestamp == cloud.timestamp == T0
+    assert header_stamp_ns(det.msg.header) == header_stamp_ns(cloud.msg.header)
+    assert det.msg.header.frame_id == 'velodyne'
+
+    from perception.apis.inference import inference_lidar3d, init_model
+
+    model = init_model(bag_infer.load_config(LIDAR_CONFIG, {'model.test_cfg.score_threshold': 0}),
+                       ckpt)
+    points = np.fromfile(shared_data / 'kitti_mini/training/velodyne/000008.bin',
+                         np.float32).reshape(-1, 4)
+    ref = inference_lidar3d(model, points)
+    assert len(ref['boxes_3d']) == len(det.msg.detections) > 0
+    low, high = np.array(model.cfg.point_cloud_range[:3]), np.array(model.cfg.point_cloud_range[3:])
+    for d, box, score in zip(det.msg.detections, ref['boxes_3d'], ref['scores']):
+        centre = np.array([d.bbox.center.position.x, d.bbox.center.position.y,
+                           d.bbox.center.position.z])
+        expected = box[:3] + [0, 0, box[5] / 2]  # LiDAR bottom centre -> geometric centre
+        np.testing.assert_allclose(centre, expected, atol=1e-4)
+        # Detections lie in the cloud's (velodyne) frame: inside the model's range there.
+        assert (centre[:2] >= low[:2] - 1e-3).all() and (centre[:2] <= high[:2] + 1e-3).all()
+        assert d.results[0].hypothesis.score == pytest.approx(float(score), abs=1e-6)
+        q = d.bbox.center.orientation
+        assert (q.x, q.y) == (0, 0) and math.atan2(q.z, q.w) * 2 == pytest.approx(
+            float(box[6]), abs=1e-5)
 
 
 def _image_header_bag(path: Path, frames: list[tuple[int, np.ndarray, np.ndarray]],

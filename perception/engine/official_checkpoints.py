@@ -72,6 +72,11 @@ OFFICIAL_FORMATS: dict[str, OfficialFormat] = {
         default_config='igev-stereo/igev-stereo_sceneflow.py',
         description='gangweiX/IGEV IGEV-Stereo pretrained_models/*.pth (DataParallel state '
         'dict); timm backbone blocks and context levels are renamed'),
+    'centerpoint': OfficialFormat(
+        converter='perception.models.lidar3d.detector:convert_official_state_dict',
+        default_config='centerpoint/centerpoint_pillar02_nus-3d.py',
+        description='mmdetection3d CenterPoint-pillar (PillarFeatureNet + SECOND + SECONDFPN + '
+        'CenterHead), e.g. centerpoint_pillar02_second_secfpn nuScenes (state_dict)'),
     'monodetr': OfficialFormat(
         converter='perception.models.mono3d.monodetr:convert_official_state_dict',
         default_config='monodetr/monodetr_r50_kitti-mono3d.py', state_keys=('model_state',),
