@@ -93,13 +93,15 @@ def test_hit_sir_x2_beats_bicubic_on_set5(shared_data, tmp_path):
     images = _training_images(shared_data)
     assert len(images) == 10  # 3 KITTI + 1 Middlebury + 6 nuScenes
     # 4 per KITTI image, 15 of Middlebury, 18 per nuScenes camera.
-    assert _write_tiles(images, tmp_path) == 3 * 4 + 15 + 6 * 18
+    num_tiles = _write_tiles(images, tmp_path)
+    assert num_tiles == 3 * 4 + 15 + 6 * 18
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
         torch.manual_seed(0)
         train = SRTrainDataset(str(tmp_path), None, scale=SCALE, patch_size=PATCH,
-                               use_flip=True, use_rot=True, repeat=100)
+                               use_flip=True, use_rot=True,
+                               repeat=math.ceil(ITERS * BATCH / num_tiles))  # ITERS batches
         np.random.seed(0)  # SRTrainDataset draws its crops and flips from NumPy's generator
         loader = torch.utils.data.DataLoader(train, batch_size=BATCH, shuffle=True,
                                              collate_fn=pseudo_collate)

@@ -12,10 +12,9 @@ levels at strides 8, 16, 32 and 64 (each ``ceil`` of the previous half, as the b
 Each is timed for ``multi_scale_deformable_attention`` (one ``grid_sample`` per level) and for
 :func:`msda_gather_reference`, the CUDA kernel's formula written directly: the four bilinear
 corners of every sample are gathered from the flattened value tensor by index, weighted, masked
-outside the map and summed. Both are exact to float rounding (the script checks it); the
-reference materialises ``B x Q x M x L x P x 4`` gathered rows of ``D`` channels, which is what
-makes it slower and hungrier. Peak memory is reported as the growth of process RSS (CPU) or the
-peak allocation (CUDA) during one call.
+outside the map and summed, one corner at a time. Both are exact to float rounding (the script
+checks it). Peak memory is measured in a fresh process that makes one call: the growth of its
+peak RSS (``VmHWM``) over the inputs on CPU, the peak allocation over the inputs on CUDA.
 """
 from __future__ import annotations
 
@@ -101,6 +100,16 @@ def peak_memory_mib(implementation: str, part: str, args: argparse.Namespace) ->
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (``VmHWM``). Unlike ``getrusage``'s ``ru_maxrss``, it
+    starts afresh in an exec'd child instead of inheriting the parent's peak."""
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # not Linux
+
+
 def _memory_of_one_call(implementation: str, part: str, args: argparse.Namespace) -> float:
     device = torch.device(args.device)
     levels = monodetr_levels(args.height, args.width)
@@ -115,9 +124,9 @@ def _memory_of_one_call(implementation: str, part: str, args: argparse.Namespace
             fn(*inputs)
             torch.cuda.synchronize(device)
             return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _peak_rss_mib()
         fn(*inputs)
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+        return _peak_rss_mib() - before
 
 
 def make_inputs(levels: list[tuple[int, int]], queries: int, device: torch.device,
