@@ -9,6 +9,10 @@
 # Evaluation repeats the frame 11 times: it holds only 4 moderate Cars, and the KITTI devkit caps
 # AP40 at (n - 1) / 40 for n < 41 valid objects (docs/conventions.md); with 44 identical objects
 # perfect detections score 100.
+#
+# Measured (one torch thread, CPU): Car BEV AP40 moderate (IoU 0.7) 100 after 250, 300 and 400
+# iterations (seeds 0, 1, 2; 3D AP40 strict 50 / 75 / 100), 0 after 100, 150 and 200 (no heatmap
+# peak above the 0.1 score threshold yet). 400 iterations take about 50 CPU-s.
 _base_ = ['./flatformer_demo.py']
 
 data_root = '../shared/data/kitti_mini/'
@@ -23,9 +27,11 @@ train_pipeline = [
     dict(type='ObjectRangeFilter', point_cloud_range=point_cloud_range),
     dict(type='Pack3DDetInputs', keys=['points', 'gt_bboxes_3d', 'gt_labels_3d']),
 ]
+# InfiniteSampler: with a one-frame epoch mmengine's iteration loop would restart (and sleep 2 s)
+# after every iteration.
 train_dataloader = dict(
     batch_size=1,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    sampler=dict(type='InfiniteSampler', shuffle=False),
     dataset=dict(data_root=data_root, ann_file=ann_file, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
@@ -38,7 +44,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(classes=['Car'], gt_label_dir=data_root + 'training/label_2')
 test_evaluator = val_evaluator
 
-max_iters = 300
+max_iters = 400
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
