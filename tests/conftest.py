@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / 'shared' / 'data'
@@ -34,3 +35,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f'shared sample data not found at {SHARED_DATA}')
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: the 2-core test machine is shared, and learning budgets are in CPU s."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

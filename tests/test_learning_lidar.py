@@ -12,20 +12,17 @@ train for several CPU minutes (``slow`` + ``long``, ``make test-long``).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from mmengine.fileio import load
-from mmengine.runner import Runner
 
 from perception.datasets.converters.kitti_converter import create_kitti_infos
 from perception.datasets.synthetic.lidar import write_synthetic_kitti_lidar
 from perception.engine import load_config
 
 from .conftest import ROOT
+from .kitti_learning import ap40_moderate, moderate_cars, train_and_validate
 
 FLATFORMER_OVERFIT = ROOT / 'configs/flatformer/flatformer_kitti-mini-overfit.py'
 LION_OVERFIT = ROOT / 'configs/lion/lion-mamba_kitti-mini-overfit.py'
@@ -38,42 +35,6 @@ LOOSE = 'kitti/Car_3D_AP40_moderate_loose'
 NUM_TRAIN, NUM_VAL, AZIMUTH_STEP = 120, 30, 0.16
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _moderate_cars(info_file: Path) -> int:
-    """Car objects of KITTI difficulty easy or moderate (what the moderate AP counts)."""
-    infos = load(info_file)
-    car = infos['metainfo']['categories']['Car']
-    return sum(inst['bbox_label_3d'] == car and inst['difficulty'] in (0, 1)
-               for info in infos['data_list'] for inst in info['instances'])
-
-
-def _train_and_validate(cfg, work_dir: Path) -> tuple[dict, float]:
-    """Train ``cfg`` with its Runner, validate once afterwards; returns metrics and CPU seconds."""
-    torch.manual_seed(0)
-    np.random.seed(0)
-    cfg.work_dir = str(work_dir)
-    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
-    cfg.default_hooks.checkpoint.save_last = False
-    # Validate once, after training (below), not also inside the training loop.
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
-    start = time.process_time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.val()
-    return metrics, time.process_time() - start
-
-
-def _summary(metrics: dict) -> dict:
-    return {k: round(v, 2) for k, v in metrics.items() if 'AP40_moderate' in k}
-
-
 def _overfit_frame_000008(config: Path, shared_data: Path, tmp_path: Path) -> tuple[dict, float]:
     source = shared_data / 'kitti_mini'
     written = create_kitti_infos(source, tmp_path / 'infos', workers=1, with_database=False)
@@ -82,7 +43,7 @@ def _overfit_frame_000008(config: Path, shared_data: Path, tmp_path: Path) -> tu
     # 000008 holds six Cars; two (truncated 0.88 and 0.34) are not moderate. Evaluating the frame
     # 11 times gives 44 >= 41 objects, enough for perfect detections to score 100 (the config
     # explains why).
-    assert _moderate_cars(info_file) == 4
+    assert moderate_cars(info_file) == 4
     cfg = load_config(config)
     assert cfg.val_dataloader.dataset.times * 4 >= 41
     # The converter writes the FOV-reduced clouds (training/velodyne_reduced) under its out dir.
@@ -91,7 +52,7 @@ def _overfit_frame_000008(config: Path, shared_data: Path, tmp_path: Path) -> tu
         cfg[loader].dataset.dataset.update(data_root=str(tmp_path / 'infos'),
                                            ann_file=str(info_file))
     cfg.val_evaluator.gt_label_dir = str(source / 'training/label_2')
-    return _train_and_validate(cfg, tmp_path / 'work')
+    return train_and_validate(cfg, tmp_path / 'work')
 
 
 def _learn_synthetic(config: Path, tmp_path: Path) -> tuple[dict, float]:
@@ -99,12 +60,12 @@ def _learn_synthetic(config: Path, tmp_path: Path) -> tuple[dict, float]:
                                        azimuth_step=AZIMUTH_STEP)
     written = create_kitti_infos(root, root, workers=1, with_database=False)
     # Enough held-out objects that the AP40 is not capped by the devkit's threshold sampling.
-    assert _moderate_cars(written['val']) >= 41
+    assert moderate_cars(written['val']) >= 41
     cfg = load_config(config)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(root)
     cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
-    return _train_and_validate(cfg, tmp_path / 'work')
+    return train_and_validate(cfg, tmp_path / 'work')
 
 
 @pytest.mark.slow
@@ -113,14 +74,14 @@ def test_flatformer_overfits_kitti_mini_frame_000008(shared_data, tmp_path, one_
     # Measured (one thread): BEV AP40 100 after 250, 300 and 400 iterations (seeds 0-2),
     # 0 after 200 or fewer (no heatmap peak above the 0.1 score threshold yet); 400 iterations
     # are about 50 CPU-s of training.
-    assert metrics[BEV_STRICT] == pytest.approx(100.0), (cpu_seconds, _summary(metrics))
+    assert metrics[BEV_STRICT] == pytest.approx(100.0), (cpu_seconds, ap40_moderate(metrics))
 
 
 @pytest.mark.slow
 def test_lion_mamba_overfits_kitti_mini_frame_000008(shared_data, tmp_path, one_thread):
     metrics, cpu_seconds = _overfit_frame_000008(LION_OVERFIT, shared_data, tmp_path)
     # Measured (one thread): BEV AP40 100 (3D 100) after 400 iterations, 164 CPU-s of training.
-    assert metrics[BEV_STRICT] == pytest.approx(100.0), (cpu_seconds, _summary(metrics))
+    assert metrics[BEV_STRICT] == pytest.approx(100.0), (cpu_seconds, ap40_moderate(metrics))
 
 
 @pytest.mark.slow
@@ -136,8 +97,8 @@ def test_flatformer_learns_synthetic_scenes_held_out(tmp_path, one_thread):
     metrics, cpu_seconds = _learn_synthetic(FLATFORMER_SYNTHETIC, tmp_path)
     # Chance is 0: a box placed without looking at the points essentially never reaches 3D IoU
     # 0.5 with a car.
-    assert metrics[LOOSE] >= 40.0, (cpu_seconds, _summary(metrics))
-    assert metrics[STRICT] >= 5.0, (cpu_seconds, _summary(metrics))
+    assert metrics[LOOSE] >= 40.0, (cpu_seconds, ap40_moderate(metrics))
+    assert metrics[STRICT] >= 5.0, (cpu_seconds, ap40_moderate(metrics))
 
 
 @pytest.mark.slow
@@ -150,5 +111,5 @@ def test_lion_mamba_learns_synthetic_scenes_held_out(tmp_path, one_thread):
     measured level minus a margin; longer schedules are still to be calibrated.
     """
     metrics, cpu_seconds = _learn_synthetic(LION_SYNTHETIC, tmp_path)
-    assert metrics[LOOSE] >= 50.0, (cpu_seconds, _summary(metrics))
-    assert metrics[STRICT] >= 20.0, (cpu_seconds, _summary(metrics))
+    assert metrics[LOOSE] >= 50.0, (cpu_seconds, ap40_moderate(metrics))
+    assert metrics[STRICT] >= 20.0, (cpu_seconds, ap40_moderate(metrics))

@@ -11,20 +11,15 @@ Both train for about 6 CPU minutes, beyond the CI budget: marked ``long`` (``mak
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import numpy as np
 import pytest
-import torch
 from mmengine.fileio import load
-from mmengine.runner import Runner
 
 from perception.datasets.converters.kitti_converter import create_kitti_infos
 from perception.datasets.synthetic.mono3d import write_synthetic_kitti
 from perception.engine import load_config
 
 from .conftest import ROOT
+from .kitti_learning import ap40_moderate, moderate_cars, train_and_validate
 
 OVERFIT = ROOT / 'configs/monodetr/monodetr_r18_kitti-mini-overfit.py'
 SYNTHETIC = ROOT / 'configs/monodetr/monodetr_r18_synthetic-mono3d.py'
@@ -32,38 +27,6 @@ STRICT = 'kitti/Car_3D_AP40_moderate_strict'
 LOOSE = 'kitti/Car_3D_AP40_moderate_loose'
 # The synthetic split: what configs/monodetr/monodetr_r18_synthetic-mono3d.py describes.
 NUM_TRAIN, NUM_VAL, HEIGHT, WIDTH = 160, 50, 192, 640
-
-
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _moderate_cars(info_file: Path) -> int:
-    """Car objects of KITTI difficulty easy or moderate (what the moderate AP counts)."""
-    infos = load(info_file)
-    car = infos['metainfo']['categories']['Car']
-    return sum(inst['bbox_label_3d'] == car and inst['difficulty'] in (0, 1)
-               for info in infos['data_list'] for inst in info['instances'])
-
-
-def _train_and_validate(cfg, work_dir: Path) -> tuple[dict, float]:
-    """Train ``cfg`` with its Runner, validate once afterwards; returns metrics and CPU seconds."""
-    torch.manual_seed(0)
-    np.random.seed(0)
-    cfg.work_dir = str(work_dir)
-    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
-    cfg.default_hooks.checkpoint.save_last = False
-    # Validate once, after training (below), not also inside the training loop.
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1
-    start = time.process_time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.val()
-    return metrics, time.process_time() - start
 
 
 @pytest.mark.slow
@@ -76,15 +39,15 @@ def test_monodetr_overfits_the_three_kitti_mini_frames(shared_data, tmp_path, on
     # 000007 holds one moderate Car (the one at 25 m), 000008 four; the far, truncated or
     # occluded rest are ignored by the moderate AP. Evaluating the frames 9 times gives 45 >= 41
     # objects, enough for perfect detections to score 100 (the config explains why).
-    assert _moderate_cars(info_file) == 5
+    assert moderate_cars(info_file) == 5
     cfg = load_config(OVERFIT)
     assert cfg.val_dataloader.dataset.times * 5 >= 41
     cfg.train_dataloader.dataset.update(data_root=str(source), ann_file=str(info_file))
     for loader in ('val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.dataset.update(data_root=str(source), ann_file=str(info_file))
     cfg.val_evaluator.gt_label_dir = str(source / 'training/label_2')
-    metrics, cpu_seconds = _train_and_validate(cfg, tmp_path / 'work')
-    summary = {k: round(v, 2) for k, v in metrics.items() if 'AP40_moderate' in k}
+    metrics, cpu_seconds = train_and_validate(cfg, tmp_path / 'work')
+    summary = ap40_moderate(metrics)
     # Measured: 100.0 after 250 epochs (358 CPU-s of training, one thread).
     assert metrics[STRICT] >= 90.0, (cpu_seconds, summary)
 
@@ -98,13 +61,13 @@ def test_monodetr_learns_synthetic_scenes_held_out(tmp_path, one_thread):
                                  width=WIDTH)
     written = create_kitti_infos(root, root, workers=1, with_database=False)
     # Enough held-out objects that the AP40 is not capped by the devkit's threshold sampling.
-    assert _moderate_cars(written['val']) >= 41
+    assert moderate_cars(written['val']) >= 41
     cfg = load_config(SYNTHETIC)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(root)
     cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
-    metrics, cpu_seconds = _train_and_validate(cfg, tmp_path / 'work')
-    summary = {k: round(v, 2) for k, v in metrics.items() if 'AP40_moderate' in k}
+    metrics, cpu_seconds = train_and_validate(cfg, tmp_path / 'work')
+    summary = ap40_moderate(metrics)
     # Chance is 0: a box placed without looking at the image essentially never reaches 3D IoU
     # 0.5 with a car. 30 at IoU 0.5 (the loose key) means most held-out moderate cars are found
     # with the right depth, size and heading.
