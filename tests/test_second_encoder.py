@@ -183,32 +183,3 @@ def test_configs_chain_channels_and_grids(name):
     if name.startswith('centerpoint_second_kitti'):
         assert backbone.out_spatial_shape == (2, 200, 176)
         assert sum(p.numel() for p in backbone.parameters()) == 711872 - 27 * 16 * (4 - 16)
-
-
-def test_demo_detector_loss_backward_and_predict():
-    cfg = load_second_config('centerpoint_second_synthetic-lidar_demo.py')
-    from mmengine.structures import InstanceData
-
-    from perception.datasets.synthetic.lidar import render_lidar_scene
-    from perception.structures import Det3DDataSample, LiDARBoxes3D
-
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model).train()
-    assert isinstance(model.backbone_3d, SparseEncoder)
-    cloud = torch.from_numpy(render_lidar_scene(1, 0, azimuth_step=1.0)['points']).float()
-    samples = [Det3DDataSample() for _ in range(2)]
-    for sample in samples:
-        gt = InstanceData()
-        gt.bboxes_3d = LiDARBoxes3D(torch.tensor([[12.0, 2.0, -1.7, 4.0, 1.7, 1.5, 0.2]]))
-        gt.labels_3d = torch.tensor([0])
-        sample.gt_instances_3d = gt
-    losses = model({'points': [torch.zeros((0, 4)), cloud]}, samples, mode='loss')
-    assert all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
-    grads = [p.grad for p in model.backbone_3d.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert all(g.abs().sum() > 0 for g in grads)
-    model.eval()
-    with torch.no_grad():
-        out = model({'points': [cloud]}, None, mode='predict')
-    assert torch.isfinite(out[0].pred_instances_3d.bboxes_3d.tensor).all()
