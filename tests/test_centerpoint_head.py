@@ -11,9 +11,11 @@ from perception.models.lidar3d.centerpoint_head import (
     CenterHead,
     center_targets,
     decode_task,
+    direction_bin,
     draw_gaussians,
     gaussian_focal_loss,
     gaussian_radius,
+    yaw_from_axis_direction,
 )
 
 VOXEL = [0.32, 0.32, 4.0]
@@ -99,12 +101,15 @@ def test_gaussian_focal_loss_hand_values():
     np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-5)
 
 
-def _head(**test_cfg) -> CenterHead:
+def _head(yaw_encoding: str = 'sincos', **test_cfg) -> CenterHead:
+    heads = dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2))
+    if yaw_encoding == 'axis_direction':
+        heads['dir'] = (1, 2)
     return CenterHead(
         16, [dict(num_class=1, class_names=['Car']),
              dict(num_class=2, class_names=['Pedestrian', 'Cyclist'])],
-        dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2)), VOXEL, RANGE, 2,
-        share_conv_channel=8, head_conv=8, train_cfg=dict(max_objs=20),
+        heads, VOXEL, RANGE, 2, share_conv_channel=8, head_conv=8, yaw_encoding=yaw_encoding,
+        dir_offset=-math.pi / 4, train_cfg=dict(max_objs=20),
         test_cfg=dict(score_threshold=0.1, nms_thr=0.1, max_pool_nms=True,
                       post_center_limit_range=[-10, -50, -10, 80, 50, 10], **test_cfg))
 
@@ -130,12 +135,15 @@ def _perfect_outputs(head: CenterHead, boxes: torch.Tensor, labels: torch.Tensor
         maps = maps.view(1, -1, height, width)
         out.append({'heatmap': logits, 'reg': maps[:, :2], 'height': maps[:, 2:3],
                     'dim': maps[:, 3:6], 'rot': maps[:, 6:8]})
+        if head.yaw_encoding == 'axis_direction':  # the bin column -> a confident logit
+            out[-1]['dir'] = torch.where(maps[:, 8:9] > 0.5, 3.0, -3.0)
     return out
 
 
+@pytest.mark.parametrize('yaw_encoding', ['sincos', 'axis_direction'])
 @pytest.mark.parametrize('nms_type', ['rotate', 'circle'])
-def test_targets_decode_round_trip(nms_type):
-    head = _head(nms_type=nms_type, min_radius=[1.0, 0.5])
+def test_targets_decode_round_trip(nms_type, yaw_encoding):
+    head = _head(yaw_encoding, nms_type=nms_type, min_radius=[1.0, 0.5])
     outs = _perfect_outputs(head, GT_BOXES, GT_LABELS)
     det = head.predict_by_feat(outs)[0]
     assert len(det['bboxes']) == len(GT_BOXES)
@@ -179,6 +187,59 @@ def test_losses_without_boxes_are_finite_and_bbox_zero():
     expected = (-(1 - p + 1e-12).log() * p ** 2).sum()
     assert losses['task0.loss_heatmap'].item() == pytest.approx(expected.item(), rel=1e-5)
     sum(losses.values()).backward()
+
+
+def test_direction_bins_hand_values_and_round_trip():
+    # SECOND's bin floor(((yaw - off) mod 2 pi) / pi) with off = -pi/4: the boundaries sit at
+    # -pi/4 and 3 pi/4, away from the lanes' headings 0 and pi.
+    yaw = torch.tensor([0.0, math.pi, math.pi / 2, -math.pi / 2, -0.7, 2.4, -3.0])
+    assert direction_bin(yaw, -math.pi / 4).tolist() == [0, 1, 0, 1, 0, 1, 1]
+    torch.manual_seed(0)
+    yaw = (torch.rand(10000, dtype=torch.float64) * 4 - 2) * math.pi
+    for offset in (0.0, -math.pi / 4, 1.0):
+        second = direction_bin(yaw, offset) > 0.5
+        back = yaw_from_axis_direction(torch.sin(2 * yaw), torch.cos(2 * yaw), second, offset)
+        assert ((back - yaw + math.pi) % (2 * math.pi) - math.pi).abs().max() < 1e-12
+        assert back.min() >= -math.pi and back.max() < math.pi
+        # The other bin is the same axis turned by pi.
+        other = yaw_from_axis_direction(torch.sin(2 * yaw), torch.cos(2 * yaw), ~second, offset)
+        assert ((other - yaw) % (2 * math.pi) - math.pi).abs().max() < 1e-12
+
+
+def test_axis_direction_targets_and_losses():
+    head = _head('axis_direction')
+    heatmap, anno, ind, mask = head.get_targets([GT_BOXES], [GT_LABELS])[0]
+    rows = anno[0][mask[0].bool()]
+    cars = GT_BOXES[GT_LABELS == 0]
+    torch.testing.assert_close(rows[:, 6], torch.sin(2 * cars[:, 6]))
+    torch.testing.assert_close(rows[:, 7], torch.cos(2 * cars[:, 6]))
+    assert rows[:, 8].tolist() == direction_bin(cars[:, 6], -math.pi / 4).tolist()
+    outs = _perfect_outputs(head, GT_BOXES, GT_LABELS)
+    losses = head.loss_by_feat(outs, [GT_BOXES], [GT_LABELS])
+    assert {'task0.loss_dir', 'task1.loss_dir'} <= set(losses)
+    assert losses['task0.loss_bbox'].item() == pytest.approx(0.0, abs=1e-6)
+    # A logit of 3 on the right side: BCE log(1 + e^-3) per box, times 0.2.
+    per_box = math.log1p(math.exp(-3.0))
+    assert losses['task0.loss_dir'].item() == pytest.approx(0.2 * 3 * per_box / 3.0001, rel=1e-4)
+    # The first Car's direction flipped: its BCE becomes log(1 + e^3).
+    outs[0]['dir'].view(-1)[ind[0, 0]] *= -1
+    losses = head.loss_by_feat(outs, [GT_BOXES], [GT_LABELS])
+    expected = 0.2 * (2 * per_box + math.log1p(math.exp(3.0))) / 3.0001
+    assert losses['task0.loss_dir'].item() == pytest.approx(expected, rel=1e-4)
+    # ... and decodes to the same box turned by pi.
+    det = head.predict_by_feat(outs)[0]
+    first = torch.argmin((det['bboxes'][:, :2] - GT_BOXES[0, :2]).norm(dim=1))
+    turned = (det['bboxes'][first, 6] - GT_BOXES[0, 6]) % (2 * math.pi)
+    assert turned.item() == pytest.approx(math.pi, abs=1e-4)
+
+
+def test_axis_direction_needs_a_dir_head():
+    with pytest.raises(ValueError, match="'dir' head"):
+        CenterHead(16, [dict(num_class=1, class_names=['Car'])],
+                   dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2)), VOXEL, RANGE, 2,
+                   yaw_encoding='axis_direction')
+    with pytest.raises(ValueError, match='yaw_encoding'):
+        _head('sin')
 
 
 def test_decode_task_hand_example():

@@ -63,7 +63,7 @@ def test_loss_backward_and_predict_on_synthetic_frames(synthetic_root, demo_cfg)
     batch = pseudo_collate([train[0], train[1]])
     model.train()
     losses = model(**model.data_preprocessor(batch, True), mode='loss')
-    assert set(losses) == {'task0.loss_heatmap', 'task0.loss_bbox'}
+    assert set(losses) == {'task0.loss_heatmap', 'task0.loss_bbox', 'task0.loss_dir'}
     assert all(math.isfinite(v.item()) and v.item() > 0 for v in losses.values())
     sum(losses.values()).backward()
     for part in (model.voxel_encoder, model.bev_backbone, model.neck, model.head):

@@ -13,11 +13,14 @@ from perception.datasets.synthetic.lidar import (
     CLUTTER,
     GROUND,
     SENSOR_HEIGHT,
+    SIZE_CORRELATION,
+    _sample_objects,
     beam_directions,
     cast_rays,
     render_lidar_scene,
     write_synthetic_kitti_lidar,
 )
+from perception.datasets.synthetic.mono3d import CLASS_SIZES
 from perception.engine.errors import ConfigError
 from perception.evaluation.kitti import KittiMetric, annos_from_camera_boxes
 from perception.models.ops.points_in_boxes import points_in_boxes
@@ -152,6 +155,20 @@ def test_truncation_and_field_of_view():
     assert scene['annos']['bbox'][0, 0] == 0                  # clipped at the left edge
     # The camera box reads back as the box that was rendered (two decimals: < 1 cm apart).
     np.testing.assert_allclose(scene['boxes_lidar'][:, :6], boxes[:, :6], atol=0.01)
+
+
+def test_car_sizes_keep_kitti_statistics_and_are_correlated():
+    rng = np.random.default_rng(0)
+    sizes = np.concatenate([_sample_objects(rng, ['Car'], 12)[1][:, 3:6] for _ in range(400)])
+    assert len(sizes) > 2000
+    mean, std = CLASS_SIZES['Car']  # (l, h, w)
+    length_height_width = sizes[:, [0, 2, 1]]  # LiDAR (l, w, h) -> CLASS_SIZES' (l, h, w)
+    # Clipping to +-30 % of the mean trims the length's tails a little.
+    np.testing.assert_allclose(length_height_width.mean(0), mean, rtol=0.01)
+    np.testing.assert_allclose(length_height_width.std(0), std, rtol=0.06)
+    corr = np.corrcoef(sizes.T)
+    assert SIZE_CORRELATION == 0.8
+    np.testing.assert_allclose(corr[np.triu_indices(3, 1)], SIZE_CORRELATION, atol=0.04)
 
 
 def test_deterministic_and_bad_input():

@@ -22,7 +22,15 @@ model = dict(
     voxel_encoder=dict(feat_channels=[16, 16], voxel_size=voxel_size),
     bev_backbone=dict(in_channels=16, out_channels=[16, 32, 64], layer_nums=[1, 2, 2]),
     neck=dict(in_channels=[16, 32, 64], out_channels=[16, 16, 16]),
-    head=dict(in_channels=48, share_conv_channel=16, head_conv=16, voxel_size=voxel_size),
+    # The yaw as an axis (sin 2 yaw, cos 2 yaw) plus SECOND's direction classifier instead of
+    # CenterPoint's (sin yaw, cos yaw): the synthetic cars' front and back look much alike, and
+    # the (sin, cos) regression averaged the two readings. Measured (this model, 1500
+    # iterations, held-out Cars): with (sin, cos) 40 % of the yaws were off by more than
+    # 0.3 rad modulo pi (median predicted (sin, cos) norm 0.35 there, 0.76 elsewhere), Car 3D
+    # AP40 moderate 18.5 strict / 60.3 loose; with the axis and direction 44.5 / 96.1.
+    head=dict(in_channels=48, share_conv_channel=16, head_conv=16, voxel_size=voxel_size,
+              common_heads=dict(reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), dir=(1, 2)),
+              yaw_encoding='axis_direction', dir_offset=-0.7854),
     train_cfg=dict(max_objs=100),
     test_cfg=dict(max_per_img=100, post_max_size=50))
 

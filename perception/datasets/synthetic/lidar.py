@@ -2,8 +2,9 @@
 
 A scene is what a spinning 64-beam sensor (KITTI's Velodyne HDL-64E, 1.73 m above a flat ground)
 sees of a street: cars, pedestrians and cyclists as oriented boxes (cars and cyclists as unions of
-two boxes: body and cabin, bike and rider) with KITTI's size statistics, and clutter (walls, poles,
-bushes) that is never labelled.
+two boxes: body and cabin, bike and rider) with KITTI's size statistics (the dimensions correlated:
+bigger cars are longer, wider and taller), and clutter (walls, poles, bushes) that is never
+labelled.
 
 * Sensor: 64 beams at HDL-64E elevations (upper block +2 .. -8.33 deg, lower block -8.83 .. -24.9
   deg), one ray per beam and azimuth step over the full 360 deg (``azimuth_step`` 0.08 deg as the
@@ -52,9 +53,13 @@ from .mono3d import (
 )
 
 __all__ = ['BEAM_ELEVATIONS_DEG', 'CLUTTER', 'GROUND', 'MAX_RANGE', 'SENSOR_HEIGHT',
+           'SIZE_CORRELATION',
            'beam_directions', 'cast_rays', 'render_lidar_scene', 'write_synthetic_kitti_lidar']
 
 SENSOR_HEIGHT = 1.73
+# Correlation between any two of an object's dimensions (KITTI's per-class means and standard
+# deviations, CLASS_SIZES, stay the marginals).
+SIZE_CORRELATION = 0.8
 MAX_RANGE = 120.0
 # HDL-64E: 32 upper lasers spaced ~1/3 deg, 32 lower ones ~1/2 deg (top to bottom).
 BEAM_ELEVATIONS_DEG = np.concatenate([np.linspace(2.0, -8.33, 32), np.linspace(-8.83, -24.9, 32)])
@@ -190,8 +195,15 @@ def _sample_objects(rng: np.random.Generator, classes: Sequence[str],
         name = classes[0] if rng.random() < 0.7 or len(classes) == 1 else \
             str(rng.choice(list(classes[1:])))
         mean, std = CLASS_SIZES[name]
-        length, height, width = np.clip(rng.normal(mean, std), np.asarray(mean) * 0.7,
-                                        np.asarray(mean) * 1.3)
+        # One size factor shared by the three dimensions (correlation SIZE_CORRELATION between
+        # any two): a bigger car is longer, wider and taller, as real ones are. With independent
+        # draws the length of a car seen end-on (most cars, in lanes along x) could not be told
+        # from its points at all.
+        shared = rng.normal()
+        normal = (SIZE_CORRELATION ** 0.5 * shared
+                  + (1 - SIZE_CORRELATION) ** 0.5 * rng.normal(size=3))
+        length, height, width = np.clip(np.asarray(mean) + np.asarray(std) * normal,
+                                        np.asarray(mean) * 0.7, np.asarray(mean) * 1.3)
         x = rng.uniform(3.0, 70.0) if rng.random() < 0.85 else rng.uniform(-40.0, 0.0)
         side = rng.choice([-1.0, 1.0])
         heading = rng.choice([0.0, np.pi])

@@ -25,10 +25,24 @@ Geometry: BEV cell ``(i, j)`` of the head's ``(H, W)`` map covers
   ``post_center_limit_range`` go to rotated NMS per class (``nms_type='rotate'``) or to
   CenterPoint's circle NMS (``'circle'``, nuScenes). Boxes come out as LiDAR
   ``[x, y, z, l, w, h, yaw(, vx, vy)]`` with the bottom centre (``z = z_gravity - h / 2``).
+
+Yaw encodings (``yaw_encoding``):
+
+* ``'sincos'`` (CenterPoint, the default): ``rot`` regresses ``(sin yaw, cos yaw)``.
+* ``'axis_direction'``: ``rot`` regresses ``(sin 2 yaw, cos 2 yaw)``, the box's axis, which does
+  not change when the box is turned by pi, and a ``dir`` branch (1 channel) classifies which end
+  is the front, SECOND's direction classifier (Yan et al., Sensors 2018):
+  ``dir = floor(((yaw - dir_offset) mod 2 pi) / pi)``, binary cross-entropy, weight
+  ``loss_dir_weight``. Decoding: ``axis = atan2(sin 2 yaw, cos 2 yaw) / 2``,
+  ``yaw = ((axis - dir_offset) mod pi) + dir_offset + pi * dir``. Why: where the front and the
+  back of an object look alike, the ``(sin, cos)`` targets of the two readings are opposite
+  vectors; the L1 regression then averages them towards 0 and ``atan2`` of what is left is noise,
+  although the box (which the 3D IoU sees modulo pi) was clear.
 """
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,8 +55,8 @@ from ...structures import limit_period
 from ..ops.nms import batched_nms_bev, circle_nms
 from ..ops.voxelize import grid_size
 
-__all__ = ['CenterHead', 'SeparateHead', 'center_targets', 'decode_task', 'draw_gaussians',
-           'gaussian_focal_loss', 'gaussian_radius']
+__all__ = ['CenterHead', 'SeparateHead', 'center_targets', 'decode_task', 'direction_bin',
+           'draw_gaussians', 'gaussian_focal_loss', 'gaussian_radius', 'yaw_from_axis_direction']
 
 _FLOAT32_EPS = torch.finfo(torch.float32).eps  # mmdet's weight_reduce_loss adds it to avg_factor
 
@@ -112,7 +126,8 @@ def center_targets(boxes: Tensor, labels: Tensor, num_classes: int, feature_size
                    voxel_size: Sequence[float], point_cloud_range: Sequence[float],
                    out_size_factor: int, max_objs: int = 500, gaussian_overlap: float = 0.1,
                    min_radius: int = 2, norm_bbox: bool = True,
-                   with_velocity: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                   with_velocity: bool = False, yaw_encoding: str = 'sincos',
+                   dir_offset: float = 0.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """CenterPoint targets of one frame and one task.
 
     Args:
@@ -128,13 +143,18 @@ def center_targets(boxes: Tensor, labels: Tensor, num_classes: int, feature_size
         gaussian_overlap, min_radius: the Gaussian radius rule.
         norm_bbox: regress log sizes.
         with_velocity: append ``(vx, vy)`` to the rows (boxes must have 9 columns).
+        yaw_encoding: ``'sincos'`` or ``'axis_direction'`` (module docstring).
+        dir_offset: the direction bins' boundary (``'axis_direction'`` only).
 
     Returns:
-        ``heatmap`` (C, H, W), ``anno_box`` (max_objs, 8 or 10), ``ind`` (max_objs,) int64 flat
-        cell ``y * W + x``, ``mask`` (max_objs,) uint8 (1 where a row holds a box).
+        ``heatmap`` (C, H, W), ``anno_box`` (max_objs, 8 or 10, plus the direction bin 0/1 as a
+        last column with ``'axis_direction'``), ``ind`` (max_objs,) int64 flat cell
+        ``y * W + x``, ``mask`` (max_objs,) uint8 (1 where a row holds a box).
     """
+    _check_yaw_encoding(yaw_encoding)
+    axis_direction = yaw_encoding == 'axis_direction'
     width, height = int(feature_size[0]), int(feature_size[1])
-    code_size = 10 if with_velocity else 8
+    code_size = (10 if with_velocity else 8) + int(axis_direction)
     device = boxes.device
     boxes = boxes[:max_objs].to(torch.float32)
     labels = labels[:max_objs].to(torch.int64)
@@ -155,10 +175,13 @@ def center_targets(boxes: Tensor, labels: Tensor, num_classes: int, feature_size
     heatmap = draw_gaussians(boxes.new_zeros((num_classes, height, width)), center_int[valid],
                              radius[valid], labels[valid])
     dims = boxes[:, 3:6].log() if norm_bbox else boxes[:, 3:6]
-    parts = [center - center_int, boxes[:, 2:3], dims, torch.sin(boxes[:, 6:7]),
-             torch.cos(boxes[:, 6:7])]
+    yaw = boxes[:, 6:7]
+    angle = 2 * yaw if axis_direction else yaw
+    parts = [center - center_int, boxes[:, 2:3], dims, torch.sin(angle), torch.cos(angle)]
     if with_velocity:
         parts.append(boxes[:, 7:9])
+    if axis_direction:
+        parts.append(direction_bin(yaw, dir_offset))
     rows = torch.cat(parts, dim=1) if n else boxes.new_zeros((0, code_size))
     anno_box = boxes.new_zeros((max_objs, code_size))
     anno_box[:n] = torch.where(valid[:, None], rows, rows.new_zeros(()))
@@ -167,6 +190,27 @@ def center_targets(boxes: Tensor, labels: Tensor, num_classes: int, feature_size
     mask = torch.zeros(max_objs, dtype=torch.uint8, device=device)
     mask[:n] = valid.to(torch.uint8)
     return heatmap, anno_box, ind, mask
+
+
+def _check_yaw_encoding(yaw_encoding: str) -> None:
+    if yaw_encoding not in ('sincos', 'axis_direction'):
+        raise ValueError(f"yaw_encoding must be 'sincos' or 'axis_direction', got "
+                         f'{yaw_encoding!r}')
+
+
+def direction_bin(yaw: Tensor, dir_offset: float = 0.0) -> Tensor:
+    """SECOND's direction bin of ``yaw`` (any shape): ``floor(((yaw - off) mod 2 pi) / pi)``,
+    0 or 1, as ``yaw``'s dtype."""
+    return torch.floor(limit_period(yaw - dir_offset, 0.0, 2 * math.pi) / math.pi).clamp(0, 1)
+
+
+def yaw_from_axis_direction(sin2: Tensor, cos2: Tensor, second_bin: Tensor,
+                            dir_offset: float = 0.0) -> Tensor:
+    """Yaw in ``[-pi, pi)`` from the axis ``(sin 2 yaw, cos 2 yaw)`` and the direction bin
+    (``second_bin``: bool, True for bin 1), all of one shape; inverts :func:`direction_bin`."""
+    axis = 0.5 * torch.atan2(sin2, cos2)
+    return limit_period(limit_period(axis - dir_offset, 0.0, math.pi) + dir_offset
+                        + math.pi * second_bin.to(axis.dtype))
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -200,12 +244,15 @@ def decode_task(preds: Mapping[str, Tensor], voxel_size: Sequence[float],
                 point_cloud_range: Sequence[float], out_size_factor: int, max_num: int = 500,
                 score_threshold: float | None = 0.1,
                 post_center_range: Sequence[float] | None = None, norm_bbox: bool = True,
-                max_pool_nms: bool = False) -> list[dict[str, Tensor]]:
+                max_pool_nms: bool = False, yaw_encoding: str = 'sincos',
+                dir_offset: float = 0.0) -> list[dict[str, Tensor]]:
     """Top-K boxes of one task's raw outputs (mmdetection3d's ``CenterPointBBoxCoder.decode``).
 
     Args:
         preds: ``heatmap`` (B, C, H, W) logits, ``reg`` (B, 2, H, W), ``height`` (B, 1, H, W),
-            ``dim`` (B, 3, H, W), ``rot`` (B, 2, H, W) (sin, cos), optionally ``vel``.
+            ``dim`` (B, 3, H, W), ``rot`` (B, 2, H, W) (sin, cos of yaw, or of 2 yaw with
+            ``'axis_direction'``, which also needs the ``dir`` logits (B, 1, H, W)), optionally
+            ``vel``.
         voxel_size, point_cloud_range, out_size_factor: the map's geometry.
         max_num: K.
         score_threshold: keep scores strictly above it (None: all).
@@ -213,6 +260,7 @@ def decode_task(preds: Mapping[str, Tensor], voxel_size: Sequence[float],
             (inclusive).
         norm_bbox: the ``dim`` head regresses log sizes.
         max_pool_nms: keep only 3x3 local maxima of the heatmap (CenterPoint).
+        yaw_encoding, dir_offset: see the module docstring.
 
     Returns:
         per frame ``bboxes`` (M, 7 or 9) ``[x, y, z_gravity, l, w, h, yaw(, vx, vy)]``,
@@ -235,7 +283,12 @@ def decode_task(preds: Mapping[str, Tensor], voxel_size: Sequence[float],
     dims = _gather_cells(preds['dim'], cells)
     dims = dims.exp() if norm_bbox else dims
     rot = _gather_cells(preds['rot'], cells)
-    yaw = limit_period(torch.atan2(rot[..., 0], rot[..., 1]))
+    _check_yaw_encoding(yaw_encoding)
+    if yaw_encoding == 'axis_direction':
+        second_bin = _gather_cells(preds['dir'], cells)[..., 0] > 0
+        yaw = yaw_from_axis_direction(rot[..., 0], rot[..., 1], second_bin, dir_offset)
+    else:
+        yaw = limit_period(torch.atan2(rot[..., 0], rot[..., 1]))
     parts = [x[..., None], y[..., None], z[..., None], dims, yaw[..., None]]
     if 'vel' in preds:
         parts.append(_gather_cells(preds['vel'], cells))
@@ -315,6 +368,11 @@ class CenterHead(nn.Module):
         norm_bbox: regress log sizes.
         loss_heatmap_weight: weight of the focal loss (mmdetection3d: 1).
         loss_bbox_weight: weight of the L1 loss (mmdetection3d: 0.25).
+        yaw_encoding: ``'sincos'`` (CenterPoint) or ``'axis_direction'`` (axis + SECOND's
+            direction classifier, which needs ``common_heads['dir'] = (1, num_convs)``); see the
+            module docstring.
+        dir_offset: the direction bins' boundary in radians (``'axis_direction'``).
+        loss_dir_weight: weight of the direction cross-entropy (SECOND / PointPillars: 0.2).
         focal_alpha, focal_gamma: Gaussian focal loss exponents (2, 4).
         train_cfg: ``max_objs`` (500), ``dense_reg`` (1), ``gaussian_overlap`` (0.1),
             ``min_radius`` (2), ``code_weights`` (ones).
@@ -331,6 +389,8 @@ class CenterHead(nn.Module):
                  final_kernel: int = 3, init_bias: float = -2.19, norm_bbox: bool = True,
                  loss_heatmap_weight: float = 1.0, loss_bbox_weight: float = 0.25,
                  focal_alpha: float = 2.0, focal_gamma: float = 4.0,
+                 yaw_encoding: str = 'sincos', dir_offset: float = 0.0,
+                 loss_dir_weight: float = 0.2,
                  train_cfg: Mapping[str, Any] | None = None,
                  test_cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -349,6 +409,17 @@ class CenterHead(nn.Module):
         missing = {'reg', 'height', 'dim', 'rot'} - set(self.common_heads)
         if missing:
             raise ValueError(f'CenterHead: common_heads lacks {sorted(missing)}')
+        _check_yaw_encoding(yaw_encoding)
+        self.yaw_encoding = yaw_encoding
+        self.dir_offset = float(dir_offset)
+        self.loss_dir_weight = float(loss_dir_weight)
+        if (yaw_encoding == 'axis_direction') != ('dir' in self.common_heads):
+            raise ValueError(f"CenterHead: common_heads needs a 'dir' head (1 channel) exactly "
+                             f"when yaw_encoding is 'axis_direction', got yaw_encoding "
+                             f"{yaw_encoding!r} and heads {sorted(self.common_heads)}")
+        if self.common_heads.get('dir', (1,))[0] != 1:
+            raise ValueError(f"CenterHead: the 'dir' head has 1 channel (a logit), got "
+                             f"{self.common_heads['dir'][0]}")
         self.with_velocity = 'vel' in self.common_heads
         self.code_size = 10 if self.with_velocity else 8
         self.norm_bbox = norm_bbox
@@ -411,7 +482,7 @@ class CenterHead(nn.Module):
                     frame_boxes[idx], local[idx], num, self.feature_size, self.voxel_size,
                     self.point_cloud_range, self.out_size_factor, max_objs,
                     float(cfg.get('gaussian_overlap', 0.1)), int(cfg.get('min_radius', 2)),
-                    self.norm_bbox, self.with_velocity))
+                    self.norm_bbox, self.with_velocity, self.yaw_encoding, self.dir_offset))
                 first += num
         return [tuple(torch.stack(parts) for parts in zip(*frames)) for frames in per_task]
 
@@ -433,6 +504,15 @@ class CenterHead(nn.Module):
                                                / (num_pos + _FLOAT32_EPS))
             names = ['reg', 'height', 'dim', 'rot'] + (['vel'] if self.with_velocity else [])
             box_pred = _gather_cells(torch.cat([pred[n] for n in names], dim=1), ind)
+            if self.yaw_encoding == 'axis_direction':
+                dir_target = anno_box[..., self.code_size]
+                anno_box = anno_box[..., :self.code_size]
+                dir_logit = _gather_cells(pred['dir'], ind)[..., 0]
+                dir_loss = F.binary_cross_entropy_with_logits(dir_logit, dir_target,
+                                                              reduction='none')
+                losses[f'task{t}.loss_dir'] = (self.loss_dir_weight
+                                               * (dir_loss * mask.to(dir_loss.dtype)).sum()
+                                               / (mask.to(dir_loss.dtype).sum() + 1e-4))
             weights = (mask[..., None].to(box_pred.dtype) * ~torch.isnan(anno_box)
                        * self.code_weights.to(box_pred.dtype))
             diff = torch.where(weights > 0, (box_pred - anno_box).abs(), box_pred.new_zeros(()))
@@ -457,7 +537,8 @@ class CenterHead(nn.Module):
             decoded = decode_task(pred, self.voxel_size, self.point_cloud_range,
                                   self.out_size_factor, int(cfg.get('max_per_img', 500)),
                                   cfg.get('score_threshold', 0.1), post_range, self.norm_bbox,
-                                  bool(cfg.get('max_pool_nms', False)))
+                                  bool(cfg.get('max_pool_nms', False)), self.yaw_encoding,
+                                  self.dir_offset)
             kept = []
             for det in decoded:
                 if nms_type == 'circle':
