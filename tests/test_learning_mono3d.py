@@ -1,13 +1,14 @@
 """MonoDETR learns: it overfits the three real kitti_mini frames and generalises on synthetic
 scenes.
 
-Both tests train the small MonoDETR of ``configs/monodetr/`` (ResNet-18 from scratch, 10 queries
-x 2 groups, one encoder and two decoder layers, 192x640 images) through mmengine's Runner exactly
-as ``tools/train.py`` would, on data converted by the real KITTI converter into ``tmp_path``, and
-score the detections with the configs' ``KittiMetric`` (key ``kitti/Car_3D_AP40_moderate_*``:
-Car, 3D boxes, 40 recall positions, moderate difficulty; ``strict`` = 3D IoU 0.7, ``loose`` = 0.5).
+Both tests train a small MonoDETR of ``configs/monodetr/`` (ResNet-18 from scratch, one encoder
+and two decoder layers) through mmengine's Runner exactly as ``tools/train.py`` would, on data
+converted by the real KITTI converter into ``tmp_path``, and score the detections with the
+configs' ``KittiMetric`` (key ``kitti/Car_3D_AP40_moderate_*``: Car, 3D boxes, 40 recall
+positions, moderate difficulty; ``strict`` = 3D IoU 0.7, ``loose`` = 0.5).
 One torch thread: the 2-core test machine is shared, and the budget is stated in CPU seconds.
-Both train for about 6 CPU minutes, beyond the CI budget: marked ``long`` (``make test-long``).
+The overfit test trains for about 6 CPU minutes, the synthetic one for about 75: beyond the CI
+budget, both are marked ``long`` (``make test-long``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ SYNTHETIC = ROOT / 'configs/monodetr/monodetr_r18_synthetic-mono3d.py'
 STRICT = 'kitti/Car_3D_AP40_moderate_strict'
 LOOSE = 'kitti/Car_3D_AP40_moderate_loose'
 # The synthetic split: what configs/monodetr/monodetr_r18_synthetic-mono3d.py describes.
-NUM_TRAIN, NUM_VAL, HEIGHT, WIDTH = 160, 50, 192, 640
+NUM_TRAIN, NUM_VAL, HEIGHT, WIDTH = 480, 50, 192, 640
 
 
 @pytest.mark.slow
@@ -52,8 +53,6 @@ def test_monodetr_overfits_the_three_kitti_mini_frames(shared_data, tmp_path, on
     assert metrics[STRICT] >= 90.0, (cpu_seconds, summary)
 
 
-# Not yet seen to pass: 16 epochs (365 CPU-s, one thread) give held-out Car AP40 moderate 0.0
-# (2D, BEV, 3D); the from-scratch model needs a far longer schedule, still to be calibrated.
 @pytest.mark.slow
 @pytest.mark.long
 def test_monodetr_learns_synthetic_scenes_held_out(tmp_path, one_thread):
@@ -68,7 +67,8 @@ def test_monodetr_learns_synthetic_scenes_held_out(tmp_path, one_thread):
     cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
     metrics, cpu_seconds = train_and_validate(cfg, tmp_path / 'work')
     summary = ap40_moderate(metrics)
-    # Chance is 0: a box placed without looking at the image essentially never reaches 3D IoU
-    # 0.5 with a car. 30 at IoU 0.5 (the loose key) means most held-out moderate cars are found
-    # with the right depth, size and heading.
-    assert metrics[LOOSE] >= 30.0, (cpu_seconds, summary)
+    # Measured with this config (40 epochs, about 4,500 CPU-s, one thread): 3D AP40 31.8 loose
+    # / 5.6 strict, BEV 37.7 / 10.5, 2D 83.5 (strict). Chance is 0: a box placed without looking
+    # at the image essentially never reaches 3D IoU 0.5 with a car.
+    assert metrics[LOOSE] >= 25.0, (cpu_seconds, summary)
+    assert metrics['kitti/Car_2D_AP40_moderate_strict'] >= 70.0, (cpu_seconds, summary)
