@@ -504,19 +504,19 @@ class CenterHead(nn.Module):
                                                / (num_pos + _FLOAT32_EPS))
             names = ['reg', 'height', 'dim', 'rot'] + (['vel'] if self.with_velocity else [])
             box_pred = _gather_cells(torch.cat([pred[n] for n in names], dim=1), ind)
+            box_mask = mask.to(box_pred.dtype)
+            num = box_mask.sum()
             if self.yaw_encoding == 'axis_direction':
                 dir_target = anno_box[..., self.code_size]
                 anno_box = anno_box[..., :self.code_size]
                 dir_logit = _gather_cells(pred['dir'], ind)[..., 0]
                 dir_loss = F.binary_cross_entropy_with_logits(dir_logit, dir_target,
                                                               reduction='none')
-                losses[f'task{t}.loss_dir'] = (self.loss_dir_weight
-                                               * (dir_loss * mask.to(dir_loss.dtype)).sum()
-                                               / (mask.to(dir_loss.dtype).sum() + 1e-4))
-            weights = (mask[..., None].to(box_pred.dtype) * ~torch.isnan(anno_box)
+                losses[f'task{t}.loss_dir'] = (self.loss_dir_weight * (dir_loss * box_mask).sum()
+                                               / (num + 1e-4))
+            weights = (box_mask[..., None] * ~torch.isnan(anno_box)
                        * self.code_weights.to(box_pred.dtype))
             diff = torch.where(weights > 0, (box_pred - anno_box).abs(), box_pred.new_zeros(()))
-            num = mask.to(box_pred.dtype).sum()
             losses[f'task{t}.loss_bbox'] = (self.loss_bbox_weight * (diff * weights).sum()
                                             / (num + 1e-4 + _FLOAT32_EPS))
         return losses
