@@ -10,6 +10,9 @@ import torch
 from mmengine.fileio import load
 from mmengine.runner import Runner
 
+from perception.datasets.converters.kitti_converter import create_kitti_infos
+from perception.engine import load_config
+
 
 def moderate_cars(info_file: Path) -> int:
     """Car objects of KITTI difficulty easy or moderate (what the moderate AP counts)."""
@@ -36,6 +39,19 @@ def train_and_validate(cfg, work_dir: Path) -> tuple[dict, float]:
     runner.train()
     metrics = runner.val()
     return metrics, time.process_time() - start
+
+
+def learn_kitti_layout(config: Path, root: Path, work_dir: Path) -> tuple[dict, float]:
+    """Convert the KITTI-layout split a synthetic generator wrote under ``root``, point
+    ``config``'s loaders and evaluator at it, then :func:`train_and_validate`."""
+    written = create_kitti_infos(root, root, workers=1, with_database=False)
+    # Enough held-out objects that the AP40 is not capped by the devkit's threshold sampling.
+    assert moderate_cars(written['val']) >= 41
+    cfg = load_config(config)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = str(root)
+    cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
+    return train_and_validate(cfg, work_dir)
 
 
 def ap40_moderate(metrics: dict) -> dict:

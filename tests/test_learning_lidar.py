@@ -22,7 +22,7 @@ from perception.datasets.synthetic.lidar import write_synthetic_kitti_lidar
 from perception.engine import load_config
 
 from .conftest import ROOT
-from .kitti_learning import ap40_moderate, moderate_cars, train_and_validate
+from .kitti_learning import ap40_moderate, learn_kitti_layout, moderate_cars, train_and_validate
 
 FLATFORMER_OVERFIT = ROOT / 'configs/flatformer/flatformer_kitti-mini-overfit.py'
 LION_OVERFIT = ROOT / 'configs/lion/lion-mamba_kitti-mini-overfit.py'
@@ -58,14 +58,7 @@ def _overfit_frame_000008(config: Path, shared_data: Path, tmp_path: Path) -> tu
 def _learn_synthetic(config: Path, tmp_path: Path) -> tuple[dict, float]:
     root = write_synthetic_kitti_lidar(tmp_path / 'data', NUM_TRAIN, NUM_VAL, seed=0,
                                        azimuth_step=AZIMUTH_STEP)
-    written = create_kitti_infos(root, root, workers=1, with_database=False)
-    # Enough held-out objects that the AP40 is not capped by the devkit's threshold sampling.
-    assert moderate_cars(written['val']) >= 41
-    cfg = load_config(config)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = str(root)
-    cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
-    return train_and_validate(cfg, tmp_path / 'work')
+    return learn_kitti_layout(config, root, tmp_path / 'work')
 
 
 @pytest.mark.slow

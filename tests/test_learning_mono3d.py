@@ -20,7 +20,7 @@ from perception.datasets.synthetic.mono3d import write_synthetic_kitti
 from perception.engine import load_config
 
 from .conftest import ROOT
-from .kitti_learning import ap40_moderate, moderate_cars, train_and_validate
+from .kitti_learning import ap40_moderate, learn_kitti_layout, moderate_cars, train_and_validate
 
 OVERFIT = ROOT / 'configs/monodetr/monodetr_r18_kitti-mini-overfit.py'
 SYNTHETIC = ROOT / 'configs/monodetr/monodetr_r18_synthetic-mono3d.py'
@@ -58,14 +58,7 @@ def test_monodetr_overfits_the_three_kitti_mini_frames(shared_data, tmp_path, on
 def test_monodetr_learns_synthetic_scenes_held_out(tmp_path, one_thread):
     root = write_synthetic_kitti(tmp_path / 'data', NUM_TRAIN, NUM_VAL, seed=0, height=HEIGHT,
                                  width=WIDTH)
-    written = create_kitti_infos(root, root, workers=1, with_database=False)
-    # Enough held-out objects that the AP40 is not capped by the devkit's threshold sampling.
-    assert moderate_cars(written['val']) >= 41
-    cfg = load_config(SYNTHETIC)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = str(root)
-    cfg.val_evaluator.gt_label_dir = str(root / 'training/label_2')
-    metrics, cpu_seconds = train_and_validate(cfg, tmp_path / 'work')
+    metrics, cpu_seconds = learn_kitti_layout(SYNTHETIC, root, tmp_path / 'work')
     summary = ap40_moderate(metrics)
     # Measured with this config (40 epochs, about 4,500 CPU-s, one thread): 3D AP40 31.8 loose
     # / 5.6 strict, BEV 37.7 / 10.5, 2D 83.5 (strict). Chance is 0: a box placed without looking
