@@ -289,7 +289,19 @@ class _SparseConvBase(nn.Module):
             _patch_spconv_cpu_stream()
         tensor = spconv.SparseConvTensor(voxels.features, voxels.coords.int(),
                                          list(voxels.spatial_shape), voxels.batch_size)
-        out = module(tensor)
+        if voxels.features.device.type == 'cpu':
+            # spconv 2.3's CPU kernels race when torch runs them on several threads: with
+            # OMP_NUM_THREADS=2 the output varies run to run and is off by up to 1.2e-2 even in
+            # float64 (SECOND encoder, KITTI grid); on one thread it matches the torch path to
+            # 3e-17. So its forward runs on one thread.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                out = module(tensor)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            out = module(tensor)
         coords = out.indices.long()
         features = out.features
         if not self.subm and coords.shape[0] > 0:  # spconv's order is not sorted; ours is
