@@ -172,10 +172,7 @@ def _random_runner(model, task: str, cfg, args, device) -> tuple[Callable[[], ob
         if task == 'mono3d':
             arrays.append(np.full(batch, KITTI_FOCAL, np.float32))
         return lambda: model.run(*arrays), 'x'.join(map(str, [batch, *shape]))
-    shape = args.input_shape or cfg.get('benchmark', {}).get('input_shape')
-    if not shape:
-        raise ConfigError(f'{args.config}: no input shape: pass --input-shape or set '
-                          'benchmark = dict(input_shape=[...]) in the config')
+    shape = args.input_shape or config_input_shape(cfg, args.config)
     inputs = torch.rand(batch, *shape, device=device)
     size = 'x'.join(map(str, [batch, *shape]))
     if task == 'mono3d':
@@ -185,6 +182,25 @@ def _random_runner(model, task: str, cfg, args, device) -> tuple[Callable[[], ob
                    for _ in range(batch)]
         return lambda: model(inputs, samples, mode='tensor'), size
     return lambda: model(inputs, mode='tensor'), size
+
+
+def config_input_shape(cfg, config_name: str = 'config') -> list[int]:
+    """One image input without the batch dimension, as the config states it.
+
+    In order: ``benchmark = dict(input_shape=[...])``, the test pipeline's fixed output size
+    (``out_shape`` of a resize, e.g. MonoDETR's ``Mono3DResize``), the config's ``crop_size``
+    (segmentation). Stereo shapes are ``2 3 H W``.
+    """
+    shape = (cfg.get('benchmark') or {}).get('input_shape')
+    if shape:
+        return [int(v) for v in shape]
+    for t in cfg.get('test_pipeline') or []:
+        if t.get('out_shape'):
+            return [3, *(int(v) for v in t['out_shape'])]
+    if cfg.get('crop_size'):
+        return [3, *(int(v) for v in cfg['crop_size'])]
+    raise ConfigError(f'{config_name}: no input shape: pass --input-shape or set '
+                      'benchmark = dict(input_shape=[...]) in the config')
 
 
 def _onnx_params_m(path: str) -> float:

@@ -19,3 +19,6 @@ param_scheduler = [
          anneal_strategy='linear'),
 ]
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters))
+
+# benchmark input: a stereo pair at the synthetic scenes' size
+benchmark = dict(input_shape=[2, 3, 64, 128])

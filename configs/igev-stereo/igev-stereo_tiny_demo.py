@@ -47,3 +47,6 @@ param_scheduler = [
     dict(type='OneCycleLR', eta_max=4e-4, total_steps=2000, pct_start=0.01, by_epoch=False,
          anneal_strategy='linear'),
 ]
+
+# benchmark input: a stereo pair at the synthetic scenes' size
+benchmark = dict(input_shape=[2, 3, 64, 128])
