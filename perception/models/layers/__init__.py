@@ -1,6 +1,6 @@
 """Reusable blocks: deformable attention, ConvGRU, window/group attention, linear RNNs, sparse
 voxel tensors and the LiDAR voxel encoder."""
-from .conv_gru import ConvGRU
+from .conv_gru import ConvGRU, SepConvGRU
 from .drop import DropPath, drop_path, trunc_normal_
 from .fpn import FPN
 from .linear_rnn import BiMamba, MambaBlock, RetNetBlock, RWKVBlock, build_linear_rnn_block
@@ -13,6 +13,14 @@ from .ms_deform_attn import (
 from .norm import LayerNorm2d
 from .padding import reflect_pad_to_multiple
 from .positional_encoding import sincos_position_encoding
+from .raft_blocks import (
+    BottleneckBlock,
+    ResidualBlock,
+    convex_upsample,
+    norm2d,
+    scale_image_pairs,
+    sequence_loss_weights,
+)
 from .sparse_voxels import SparseVoxels, make_sparse_voxels, sparse_to_bev
 from .transformer import Mlp, init_transformer_weights
 from .voxel_encoder import DynamicVFE
@@ -25,7 +33,9 @@ from .window_attention import (
     window_reverse,
 )
 
-__all__ = ['FPN', 'BiMamba', 'ConvGRU', 'DropPath', 'DynamicVFE', 'LayerNorm2d', 'MambaBlock',
+__all__ = ['FPN', 'BiMamba', 'BottleneckBlock', 'ConvGRU', 'ResidualBlock', 'SepConvGRU',
+           'convex_upsample', 'norm2d', 'scale_image_pairs', 'sequence_loss_weights',
+           'DropPath', 'DynamicVFE', 'LayerNorm2d', 'MambaBlock',
            'Mlp', 'MultiScaleDeformableAttention', 'RWKVBlock', 'RetNetBlock', 'SparseVoxels',
            'WindowAttention', 'attend_in_windows', 'build_linear_rnn_block', 'drop_path',
            'flatten_levels', 'init_transformer_weights', 'level_start_index',

@@ -55,3 +55,32 @@ class ConvGRU(nn.Module):
         r = torch.sigmoid(self.convr(hx) + cr)
         q = torch.tanh(self.convq(torch.cat([r * h, x], dim=1)) + cq)
         return (1 - z) * h + z * q
+
+
+class SepConvGRU(nn.Module):
+    """RAFT's separable GRU: a 1x5 GRU step then a 5x1 step, without context biases.
+
+    Attribute names (``convz1`` ... ``convq2``) follow the official module so that checkpoints
+    load by name.
+    """
+
+    def __init__(self, hidden_dim: int, input_dim: int) -> None:
+        super().__init__()
+        self.hidden_dim, self.input_dim = hidden_dim, input_dim
+        c = hidden_dim + input_dim
+        for i, (k, p) in enumerate((((1, 5), (0, 2)), ((5, 1), (2, 0))), start=1):
+            for gate in 'zrq':
+                setattr(self, f'conv{gate}{i}', nn.Conv2d(c, hidden_dim, k, padding=p))
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``h`` ``(B, hidden_dim, H, W)``, ``x`` ``(B, input_dim, H, W)`` -> new ``h``."""
+        if x.shape[1] != self.input_dim or h.shape[1] != self.hidden_dim:
+            raise ValueError(f'SepConvGRU expects hidden {self.hidden_dim} and input '
+                             f'{self.input_dim} channels, got {h.shape[1]} and {x.shape[1]}')
+        for i in (1, 2):
+            hx = torch.cat([h, x], dim=1)
+            z = torch.sigmoid(getattr(self, f'convz{i}')(hx))
+            r = torch.sigmoid(getattr(self, f'convr{i}')(hx))
+            q = torch.tanh(getattr(self, f'convq{i}')(torch.cat([r * h, x], dim=1)))
+            h = (1 - z) * h + z * q
+        return h

@@ -24,46 +24,17 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from ...registry import MODELS
-from ..layers.batching import stack_same_size
 from ..layers.conv_gru import ConvGRU
+from ..layers.raft_blocks import (
+    ResidualBlock,
+    convex_upsample,
+    norm2d,
+    scale_image_pairs,
+    sequence_loss_weights,
+)
 
 # --------------------------------------------------------------------------------------------
 # Encoders
-
-
-def _norm(norm_fn: str, channels: int) -> nn.Module:
-    if norm_fn == 'batch':
-        return nn.BatchNorm2d(channels)
-    if norm_fn == 'instance':
-        return nn.InstanceNorm2d(channels)  # affine=False, as the official: no parameters
-    if norm_fn == 'group':
-        return nn.GroupNorm(channels // 8, channels)
-    if norm_fn == 'none':
-        return nn.Identity()
-    raise ValueError(f"norm_fn must be 'batch', 'instance', 'group' or 'none', got {norm_fn!r}")
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 conv-norm-ReLU layers plus a (1x1 conv + norm when the shape changes) shortcut."""
-
-    def __init__(self, in_planes: int, planes: int, norm_fn: str, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, padding=1, stride=stride)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1)
-        self.norm1 = _norm(norm_fn, planes)
-        self.norm2 = _norm(norm_fn, planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride),
-                                            _norm(norm_fn, planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.norm1(self.conv1(x)))
-        y = self.relu(self.norm2(self.conv2(y)))
-        if self.downsample is not None:
-            x = self.downsample(x)
-        return self.relu(x + y)
 
 
 def _stage(in_planes: int, planes: int, norm_fn: str, stride: int) -> nn.Sequential:
@@ -98,7 +69,7 @@ class _Stem(nn.Module):
             raise ValueError(f'encoder widths need 3 entries, got {list(widths)}')
         w1, w2, w3 = widths
         self.conv1 = nn.Conv2d(3, w1, 7, stride=1 + (n_downsample > 2), padding=3)
-        self.norm1 = _norm(norm_fn, w1)
+        self.norm1 = norm2d(norm_fn, w1)
         self.relu1 = nn.ReLU(inplace=True)
         self.layer1 = _stage(w1, w1, norm_fn, 1)
         self.layer2 = _stage(w1, w2, norm_fn, 1 + (n_downsample > 1))
@@ -343,41 +314,8 @@ class MultiUpdateBlock(nn.Module):
         return net, mask, delta_flow
 
 
-def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int) -> torch.Tensor:
-    """Upsample ``flow`` ``(B, D, H, W)`` by ``factor`` as a convex combination of its 3x3
-    neighbourhood, values scaled by ``factor``.
-
-    Args:
-        mask: ``(B, 9 * factor**2, H, W)`` logits, softmax-normalised over the 9 neighbours.
-
-    Returns:
-        ``(B, D, factor * H, factor * W)``.
-    """
-    b, d, h, w = flow.shape
-    if mask.shape != (b, 9 * factor ** 2, h, w):
-        raise ValueError(f'mask must be {(b, 9 * factor ** 2, h, w)}, got {tuple(mask.shape)}')
-    weights = torch.softmax(mask.view(b, 1, 9, factor, factor, h, w), dim=2)
-    patches = F.unfold(factor * flow, 3, padding=1).view(b, d, 9, 1, 1, h, w)
-    up = (weights * patches).sum(dim=2)  # (B, D, f, f, H, W)
-    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, d, factor * h, factor * w)
-
-
 # --------------------------------------------------------------------------------------------
 # Loss
-
-
-def sequence_loss_weights(n: int, gamma: float = 0.9) -> torch.Tensor:
-    """Weights ``g ** (n - 1 - i)``, ``g = gamma ** (15 / (n - 1))``, of the ``n`` predictions.
-
-    The exponent rescaling (official) makes the first prediction's weight ``gamma ** 15`` for any
-    ``n``; with one prediction the weight is 1.
-    """
-    if n < 1:
-        raise ValueError('sequence loss needs at least one prediction')
-    if n == 1:
-        return torch.ones(1, dtype=torch.float64)
-    g = gamma ** (15 / (n - 1))
-    return g ** torch.arange(n - 1, -1, -1, dtype=torch.float64)
 
 
 def sequence_loss(preds: Sequence[torch.Tensor], gt: torch.Tensor, valid: torch.Tensor,
@@ -435,10 +373,7 @@ class StereoDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        inputs = stack_same_size(data['inputs'], 'stereo pairs')
-        if inputs.dim() != 5 or inputs.shape[1:3] != (2, 3):
-            raise ValueError(f'stereo inputs must be (B, 2, 3, H, W), got {tuple(inputs.shape)}')
-        inputs = 2 * (inputs.float() / 255.0) - 1.0
+        inputs = scale_image_pairs(data['inputs'], 'stereo')
         return {'inputs': inputs, 'data_samples': data.get('data_samples')}
 
 
