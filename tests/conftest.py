@@ -44,3 +44,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads whatever OMP_NUM_THREADS says, so thread races in kernels show up."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)

@@ -136,7 +136,7 @@ def test_tiny_encoder_trains_and_bad_input():
         model(make_sparse_voxels(voxels.features, voxels.coords, (42, 24, 20), 2))
 
 
-def test_torch_path_matches_spconv_path():
+def test_torch_path_matches_spconv_path(two_threads):
     pytest.importorskip('spconv.pytorch')
     torch.manual_seed(0)
     fast = SparseEncoder(**KITTI, backend='spconv').eval()
@@ -148,19 +148,14 @@ def test_torch_path_matches_spconv_path():
             module.running_var.uniform_(0.5, 1.5)
     slow.load_state_dict(fast.state_dict())
     voxels = clustered_voxels((41, 1600, 1408), [400, 150], 4, seed=4)
-    # Two threads, whatever OMP_NUM_THREADS says: spconv 2.3's CPU kernels race on several
-    # threads (outputs off by up to 1.2e-2, even in float64), which the spconv backend avoids.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with torch.no_grad():
-            a, b = fast(voxels), slow(voxels)
-            a64 = fast.double()(SparseVoxels(voxels.features.double(), voxels.coords,
-                                             voxels.spatial_shape, voxels.batch_size))
-            b64 = slow.double()(SparseVoxels(voxels.features.double(), voxels.coords,
-                                             voxels.spatial_shape, voxels.batch_size))
-    finally:
-        torch.set_num_threads(threads)
+    # On two threads (the fixture): spconv 2.3's CPU kernels race there (outputs off by up to
+    # 1.2e-2, even in float64), which the spconv backend avoids.
+    with torch.no_grad():
+        a, b = fast(voxels), slow(voxels)
+        a64 = fast.double()(SparseVoxels(voxels.features.double(), voxels.coords,
+                                         voxels.spatial_shape, voxels.batch_size))
+        b64 = slow.double()(SparseVoxels(voxels.features.double(), voxels.coords,
+                                         voxels.spatial_shape, voxels.batch_size))
     assert a.spatial_shape == b.spatial_shape == (2, 200, 176)
     assert torch.equal(a.coords, b.coords) and torch.equal(a64.coords, b64.coords)
     # float64: the two paths compute the same sums (measured max |diff| 2.8e-17, |x| <= 0.15).

@@ -172,7 +172,9 @@ def test_sparse_sequential_routes_features():
     (False, dict(kernel_size=3, stride=2, padding=(0, 1, 1))),
     (False, dict(kernel_size=(3, 1, 1), stride=(2, 1, 1))),
 ])
-def test_spconv_parity(subm, kwargs):
+def test_spconv_parity(subm, kwargs, two_threads):
+    """Forward and gradients on two threads (spconv's CPU kernels race there; the backend runs
+    them on one)."""
     pytest.importorskip('spconv.pytorch')
     cls = SubMConv3d if subm else SparseConv3d
     torch.manual_seed(0)

@@ -20,10 +20,12 @@ dilation``), so spconv 2.x state dicts load unchanged. The modules :class:`SubMC
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -231,6 +233,61 @@ def _patch_spconv_cpu_stream() -> None:
     spconv_ops._perception_cpu_patch = True
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _params(module: nn.Module) -> list[torch.Tensor]:
+    return [p for p in (module.weight, module.bias) if p is not None]
+
+
+def _run_spconv(module: nn.Module, voxels: SparseVoxels, features: torch.Tensor) -> Any:
+    import spconv.pytorch as spconv
+
+    return module(spconv.SparseConvTensor(features, voxels.coords.int(),
+                                          list(voxels.spatial_shape), voxels.batch_size))
+
+
+class _SpconvOnOneThread(torch.autograd.Function):
+    """spconv's CPU forward and backward, each on one torch thread.
+
+    spconv 2.3's CPU kernels race when torch runs them on several threads: with
+    OMP_NUM_THREADS=2 the SECOND encoder's output varies run to run and is off by up to 1.2e-2
+    even in float64 (KITTI grid); on one thread it matches the torch path to 3e-17. Gradients race
+    the same way. The forward runs without a graph; the backward recomputes it with one (as
+    activation checkpointing does), so every spconv kernel, forward or backward, runs on one
+    thread. Returns ``(features (N', C_out), indices (N', 4) int, spatial_shape)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, module: nn.Module, voxels: SparseVoxels, features: torch.Tensor,
+                *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        ctx.module, ctx.voxels = module, voxels
+        ctx.save_for_backward(features, *params)
+        with torch.no_grad(), _one_torch_thread():
+            out = _run_spconv(module, voxels, features)
+        ctx.mark_non_differentiable(out.indices)
+        return out.features, out.indices, list(out.spatial_shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad_features: torch.Tensor, *unused: Any) -> tuple:
+        features, *params = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[2:]
+        with torch.enable_grad(), _one_torch_thread():
+            leaf = features.detach().requires_grad_(wanted[0])
+            out = _run_spconv(ctx.module, ctx.voxels, leaf)
+            inputs = [t for t, need in zip((leaf, *params), wanted) if need]
+            grads = iter(torch.autograd.grad(out.features, inputs, grad_features,
+                                             allow_unused=True))
+        return (None, None, *(next(grads) if need else None for need in wanted))
+
+
 class _SparseConvBase(nn.Module):
     """Weight/bias holder shared by :class:`SubMConv3d` and :class:`SparseConv3d`."""
 
@@ -287,28 +344,17 @@ class _SparseConvBase(nn.Module):
         module.bias = self.bias
         if voxels.features.device.type == 'cpu':
             _patch_spconv_cpu_stream()
-        tensor = spconv.SparseConvTensor(voxels.features, voxels.coords.int(),
-                                         list(voxels.spatial_shape), voxels.batch_size)
-        if voxels.features.device.type == 'cpu':
-            # spconv 2.3's CPU kernels race when torch runs them on several threads: with
-            # OMP_NUM_THREADS=2 the output varies run to run and is off by up to 1.2e-2 even in
-            # float64 (SECOND encoder, KITTI grid); on one thread it matches the torch path to
-            # 3e-17. So its forward runs on one thread.
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                out = module(tensor)
-            finally:
-                torch.set_num_threads(threads)
+            features, indices, spatial_shape = _SpconvOnOneThread.apply(
+                module, voxels, voxels.features, *_params(module))
         else:
-            out = module(tensor)
-        coords = out.indices.long()
-        features = out.features
+            out = _run_spconv(module, voxels, voxels.features)
+            features, indices, spatial_shape = out.features, out.indices, out.spatial_shape
+        coords = indices.long()
         if not self.subm and coords.shape[0] > 0:  # spconv's order is not sorted; ours is
-            shape = tuple(int(s) for s in out.spatial_shape)
+            shape = tuple(int(s) for s in spatial_shape)
             order = torch.argsort(_linear(coords, shape))
             coords, features = coords[order], features[order]
-        return SparseVoxels(features, coords, tuple(int(s) for s in out.spatial_shape),
+        return SparseVoxels(features, coords, tuple(int(s) for s in spatial_shape),
                             voxels.batch_size)
 
 
