@@ -20,6 +20,7 @@ from perception.models.layers.linear_rnn import (
     chunk_retention_sequential,
     linear_scan,
     linear_scan_sequential,
+    resolve_scan,
     retention_log_decay,
     selective_scan,
     selective_scan_sequential,
@@ -62,8 +63,9 @@ def test_linear_scan_hand_computed():
     torch.testing.assert_close(linear_scan(a, b, 2), torch.tensor([[1.0, 2.5, 8.0]], dtype=F64))
 
 
-@pytest.mark.parametrize('length', [1, 13, 50])
-def test_selective_scan_matches_loop(length):
+@pytest.mark.parametrize('scan', ['doubling', 'chunked'])
+@pytest.mark.parametrize('length', [1, 2, 13, 50, 300])
+def test_selective_scan_matches_loop(length, scan):
     g = torch.Generator().manual_seed(length)
     u = torch.randn(2, length, 6, generator=g, dtype=F64)
     delta = torch.rand(2, length, 6, generator=g, dtype=F64)
@@ -71,19 +73,46 @@ def test_selective_scan_matches_loop(length):
     B = torch.randn(2, length, 4, generator=g, dtype=F64)
     C = torch.randn(2, length, 4, generator=g, dtype=F64)
     D = torch.randn(6, generator=g, dtype=F64)
-    _check_same(lambda *x: selective_scan(*x, chunk_size=8), selective_scan_sequential,
+    # chunked: chunks of 1, 1, 4, 8, 16 (a partial last chunk at 13, 50 and 300)
+    _check_same(lambda *x: selective_scan(*x, chunk_size=8, scan=scan), selective_scan_sequential,
                 [u, delta, A, B, C, D], (2, length, 6))
 
 
-@pytest.mark.parametrize('length', [1, 9, 40])
-def test_bi_wkv_matches_kernel_loops(length):
+def test_selective_scan_chunked_survives_strong_decay():
+    """Large steps (delta * A down to -400 per position, far below float64's exp range over a
+    chunk) must underflow to zero decay, never overflow: the chunked scan only takes exp of
+    non-positive numbers."""
+    g = torch.Generator().manual_seed(3)
+    length = 64
+    u = torch.randn(1, length, 3, generator=g, dtype=F64)
+    delta = torch.rand(1, length, 3, generator=g, dtype=F64) * 25
+    A = -torch.arange(1, 17, dtype=F64).repeat(3, 1)
+    B, C = (torch.randn(1, length, 16, generator=g, dtype=F64) for _ in range(2))
+    _check_same(lambda *x: selective_scan(*x, scan='chunked'), selective_scan_sequential,
+                [u, delta, A, B, C], (1, length, 3))
+
+
+def test_scan_choice():
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    assert resolve_scan('auto', cpu, 4096) == 'chunked'
+    assert resolve_scan('auto', cuda, 4096) == 'doubling'
+    assert resolve_scan('doubling', cpu, 4096) == 'doubling'
+    with pytest.raises(ValueError, match='scan must be one of'):
+        resolve_scan('loop', cpu, 10)
+    with pytest.raises(ValueError, match='scan must be one of'):
+        BiMamba(8, scan='loop')
+
+
+@pytest.mark.parametrize('scan', ['doubling', 'chunked'])
+@pytest.mark.parametrize('length', [1, 2, 9, 40, 300])
+def test_bi_wkv_matches_kernel_loops(length, scan):
     g = torch.Generator().manual_seed(length)
     r, k = (torch.randn(2, length, 2, 4, generator=g, dtype=F64) for _ in range(2))
     v = torch.randn(2, length, 2, 3, generator=g, dtype=F64)
     w = torch.rand(2, length, 2, 4, generator=g, dtype=F64)
     u = torch.randn(2, 4, generator=g, dtype=F64)
-    _check_same(lambda *x: bi_wkv(*x, chunk_size=8), bi_wkv_sequential, [r, k, v, w, u],
-                (2, length, 2, 3))
+    _check_same(lambda *x: bi_wkv(*x, chunk_size=8, scan=scan), bi_wkv_sequential,
+                [r, k, v, w, u], (2, length, 2, 3))
 
 
 def test_bi_wkv_hand_computed():
@@ -96,7 +125,8 @@ def test_bi_wkv_hand_computed():
     # t=1: forward 1 (no decay between neighbours), self 10*2, backward 3 -> 24
     # t=0: self 10, backward 2 + 0.5 * 3 = 3.5 -> 13.5; t=2: 2 + 0.5 * 1 + 30 = 32.5
     expected = torch.tensor([13.5, 24.0, 32.5], dtype=F64).view(1, 3, 1, 1)
-    torch.testing.assert_close(bi_wkv(r, k, v, w, u, 2), expected)
+    torch.testing.assert_close(bi_wkv(r, k, v, w, u, 2, 'doubling'), expected)
+    torch.testing.assert_close(bi_wkv(r, k, v, w, u, 2, 'chunked'), expected)
     torch.testing.assert_close(bi_wkv_sequential(r, k, v, w, u), expected)
 
 
@@ -134,9 +164,13 @@ def _mixers():
     }
 
 
-@pytest.mark.parametrize('name', ['mamba', 'rwkv', 'retnet'])
-def test_mixers_parallel_equal_sequential_with_grads(name):
+@pytest.mark.parametrize('name,scan', [('mamba', 'doubling'), ('mamba', 'chunked'),
+                                       ('rwkv', 'doubling'), ('rwkv', 'chunked'),
+                                       ('retnet', None)])
+def test_mixers_parallel_equal_sequential_with_grads(name, scan):
     mixer = _mixers()[name]
+    if scan is not None:
+        mixer.scan = scan
     x = torch.randn(3, 19, 8, dtype=F64)
     weight = torch.randn(3, 19, 8, dtype=F64)
     outs, grads = [], []

@@ -1,12 +1,21 @@
 """Linear group RNN operators of LION: bidirectional Mamba, RWKV-6 and RetNet over group sequences.
 
 LION (Liu et al., NeurIPS 2024) runs a linear RNN over large groups of voxels. Each operator here
-maps ``(G, L, C)`` group sequences to ``(G, L, C)`` and is written in plain PyTorch with a chunked
-parallel scan: the sequence is cut into chunks of ``chunk_size`` positions, every chunk is scanned
-in parallel (log-depth doubling for Mamba / RWKV, a masked decay matrix for RetNet) and the
-states are carried across chunks by a second scan over the chunk axis (RetNet: one decay-matrix
-product). There is no Python loop over sequence positions; ``*_sequential`` functions are the
-position-by-position references the scans are tested against.
+maps ``(G, L, C)`` group sequences to ``(G, L, C)`` and is written in plain PyTorch. Mamba and
+RWKV run one of two exact scans of the same recurrence, picked per call by ``scan='auto'``:
+
+* ``'doubling'`` (the GPU form): every chunk of ``chunk_size`` positions is scanned by log-depth
+  doubling and the chunk states by a second scan over the chunk axis. Each doubling level writes
+  the whole ``(G, L, state)`` tensor, which is memory-bound on a CPU.
+* ``'chunked'`` (the CPU form): the sequence is cut into ``~sqrt(L)`` chunks of ``~sqrt(L)``
+  positions; a loop over the positions of a chunk updates the states of ALL chunks at once (one
+  ``(G, chunks, state)`` tensor per step, small enough to stay in cache), a short loop over the
+  chunks carries the states across, and a second pass over the in-chunk positions reads the
+  outputs. The per-position states are never stored (only autograd keeps what it needs), so one
+  thread runs Mamba's scan about 13x faster than the doubling form (8 groups x 4,096 x 128 x 16).
+
+RetNet uses a masked decay matrix inside each chunk and one decay-matrix product across chunks.
+``*_sequential`` functions are the position-by-position references the scans are tested against.
 
 The operators reproduce the blocks of the official LION code (``happinesslz/LION``):
 
@@ -35,7 +44,8 @@ from torch import Tensor, nn
 from .drop import DropPath
 
 __all__ = [
-    'linear_scan', 'linear_scan_sequential', 'selective_scan', 'selective_scan_sequential',
+    'SCAN_METHODS', 'resolve_scan', 'linear_scan', 'linear_scan_sequential', 'selective_scan',
+    'selective_scan_sequential',
     'bi_wkv', 'bi_wkv_sequential', 'retention_log_decay', 'chunk_retention',
     'chunk_retention_sequential',
     'BiMamba', 'MambaBlock', 'RWKVTimeMix', 'RWKVChannelMix', 'RWKVBlock',
@@ -113,8 +123,89 @@ def linear_scan_sequential(a: Tensor, b: Tensor) -> Tensor:
     return torch.stack(out, 1) if out else b.clone()
 
 
+SCAN_METHODS = ('auto', 'doubling', 'chunked')
+
+
+def resolve_scan(scan: str, device: torch.device, length: int) -> str:
+    """The scan ``'auto'`` stands for: doubling on CUDA (parallel, kernel-launch bound), chunked
+    elsewhere (memory-bound CPUs) unless the sequence is too short for chunks to matter."""
+    if scan not in SCAN_METHODS:
+        raise ValueError(f"scan must be one of {SCAN_METHODS}, got '{scan}'")
+    if scan != 'auto':
+        return scan
+    return 'doubling' if device.type == 'cuda' or length < 4 else 'chunked'
+
+
+def _chunk_length(length: int) -> int:
+    """Positions per chunk of the chunked scan: the power of two nearest ``sqrt(length)``, so the
+    two loops (over in-chunk positions, over chunks) are both about ``sqrt(length)`` long."""
+    return 1 << max(0, round(math.log2(max(length, 1)) / 2))
+
+
+def _pad_chunks(x: Tensor, chunk: int, value: float = 0.0) -> Tensor:
+    """(G, L, ...) -> (G, NC, chunk, ...), padded with ``value`` after the end."""
+    groups, length = x.shape[:2]
+    num_chunks = -(-length // chunk)
+    pad = num_chunks * chunk - length
+    if pad:
+        x = torch.cat([x, x.new_full((groups, pad) + x.shape[2:], value)], 1)
+    return x.reshape((groups, num_chunks, chunk) + x.shape[2:])
+
+
+def _carry_across_chunks(ends: Tensor, chunk_decay: Tensor) -> Tensor:
+    """States entering each chunk, from each chunk's end state (started at zero) and its total
+    decay, both (G, NC, ...): ``carry_0 = 0``, ``carry_c = decay_{c-1} carry_{c-1} + end_{c-1}``."""
+    carry = [torch.zeros_like(ends[:, 0])]
+    for c in range(ends.shape[1] - 1):  # a loop over ~sqrt(L) chunks
+        carry.append(chunk_decay[:, c] * carry[-1] + ends[:, c])
+    return torch.stack(carry, 1)
+
+
+def _chunked_scan(decay_at, input_at, read_at, chunk_decay: Tensor, chunk: int,
+                  read_before_update: bool) -> Tensor:
+    """Chunked scan of ``S_t = decay_t * S_{t-1} + input_t`` with a read-out of every state.
+
+    The caller's tensors are cut into (G, NC, chunk, ...) chunks; ``decay_at(t)``, ``input_at(t)``
+    give position ``t`` of every chunk at once ((G, NC, ...) broadcastable to the state) and
+    ``read_at(state, t)`` the output there. Pass 1 scans each chunk from a zero state to its end,
+    the chunk states are carried across, and pass 2 rescans each chunk from its true initial state,
+    reading ``S_{t-1}`` (``read_before_update``) or ``S_t``. Nothing of (G, L, state) is stored.
+
+    Returns:
+        (G, NC, chunk, ...) the stacked read-outs.
+    """
+    state = input_at(0)
+    for t in range(1, chunk):
+        state = decay_at(t) * state + input_at(t)
+    state = _carry_across_chunks(state, chunk_decay)
+    outs = []
+    for t in range(chunk):
+        if read_before_update:
+            outs.append(read_at(state, t))
+        state = decay_at(t) * state + input_at(t)
+        if not read_before_update:
+            outs.append(read_at(state, t))
+    return torch.stack(outs, 2)
+
+
+def _selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                            chunk: int) -> Tensor:
+    """``C_t . h_t`` of Mamba's recurrence by :func:`_chunked_scan`; (G, L, Din)."""
+    length = u.shape[1]
+    delta_c = _pad_chunks(delta, chunk)  # delta = 0 after the end: decay 1, input 0
+    du_c = _pad_chunks(delta * u, chunk)
+    B_c, C_c = _pad_chunks(B, chunk), _pad_chunks(C, chunk)
+    # a chunk's total decay from its summed steps: exp(A sum delta) = prod exp(delta A), stable
+    chunk_decay = torch.exp(delta_c.sum(2).unsqueeze(-1) * A)  # (G, NC, Din, N)
+    y = _chunked_scan(lambda t: torch.exp(delta_c[:, :, t, :, None] * A),
+                      lambda t: du_c[:, :, t, :, None] * B_c[:, :, t, None, :],
+                      lambda h, t: torch.einsum('gcdn,gcn->gcd', h, C_c[:, :, t]),
+                      chunk_decay, chunk, read_before_update=False)
+    return y.flatten(1, 2)[:, :length]
+
+
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                   D: Tensor | None = None, chunk_size: int = 16) -> Tensor:
+                   D: Tensor | None = None, chunk_size: int = 16, scan: str = 'auto') -> Tensor:
     """Mamba's selective scan (real diagonal ``A``, input-dependent ``B``, ``C``, ``delta``).
 
     ``h_t = exp(delta_t * A) h_{t-1} + delta_t * B_t * u_t``, ``y_t = C_t . h_t + D * u_t``.
@@ -125,11 +216,15 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         A: (Din, N) negative state matrix diagonal.
         B: (G, L, N), C: (G, L, N) input / output projections.
         D: (Din,) skip, or None.
-        chunk_size: positions per chunk of the parallel scan.
+        chunk_size: positions per chunk of the doubling scan (the chunked scan picks its own).
+        scan: ``'auto'`` (chunked on CPU, doubling on CUDA), ``'chunked'`` or ``'doubling'``.
 
     Returns:
         (G, L, Din) outputs.
     """
+    if resolve_scan(scan, u.device, u.shape[1]) == 'chunked':
+        y = _selective_scan_chunked(u, delta, A, B, C, _chunk_length(u.shape[1]))
+        return y if D is None else y + u * D
     decay = torch.exp(delta.unsqueeze(-1) * A)  # (G, L, Din, N)
     inputs = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
     states = linear_scan(decay, inputs, chunk_size)
@@ -150,7 +245,21 @@ def selective_scan_sequential(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     return y if D is None else y + u * D
 
 
-def bi_wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, chunk_size: int = 16) -> Tensor:
+def _wkv_chunked(r: Tensor, k: Tensor, v: Tensor, w: Tensor, chunk: int) -> Tensor:
+    """``r_t . S_{t-1}`` of ``S_t = diag(w_t) S_{t-1} + k_t v_t^T`` by :func:`_chunked_scan`."""
+    length = r.shape[1]
+    r_c, k_c, v_c = _pad_chunks(r, chunk), _pad_chunks(k, chunk), _pad_chunks(v, chunk)
+    w_c = _pad_chunks(w, chunk, 1.0)
+    chunk_decay = w_c.prod(2).unsqueeze(-1)  # (G, NC, H, K, 1)
+    y = _chunked_scan(lambda t: w_c[:, :, t, ..., None],
+                      lambda t: k_c[:, :, t, ..., None] * v_c[:, :, t, :, None, :],
+                      lambda s, t: torch.einsum('gchk,gchkv->gchv', r_c[:, :, t], s),
+                      chunk_decay, chunk, read_before_update=True)
+    return y.flatten(1, 2)[:, :length]
+
+
+def bi_wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, chunk_size: int = 16,
+           scan: str = 'auto') -> Tensor:
     """Bidirectional RWKV-6 WKV as LION's ``wkv6`` CUDA kernel computes it.
 
     ``y_t = r_t . (S^f_{t-1} + S^b_{t+1} + diag(u) k_t v_t^T)`` with
@@ -162,11 +271,18 @@ def bi_wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, chunk_size: in
         v: (G, L, H, V) value.
         w: (G, L, H, K) decays in (0, 1] (``exp(-exp(time_decay))``).
         u: (H, K) bonus of the current token.
-        chunk_size: positions per chunk of the parallel scan.
+        chunk_size: positions per chunk of the doubling scan (the chunked scan picks its own).
+        scan: ``'auto'`` (chunked on CPU, doubling on CUDA), ``'chunked'`` or ``'doubling'``.
 
     Returns:
         (G, L, H, V).
     """
+    bonus = (r * u * k).sum(-1, keepdim=True) * v
+    if resolve_scan(scan, r.device, r.shape[1]) == 'chunked':
+        chunk = _chunk_length(r.shape[1])
+        fwd = _wkv_chunked(r, k, v, w, chunk)
+        bwd = _wkv_chunked(r.flip(1), k.flip(1), v.flip(1), w.flip(1), chunk).flip(1)
+        return fwd + bwd + bonus
     kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (G, L, H, K, V)
     decay = w.unsqueeze(-1)
     fwd = linear_scan(decay, kv, chunk_size)
@@ -174,7 +290,7 @@ def bi_wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, chunk_size: in
     zero = torch.zeros_like(kv[:, :1])
     state = torch.cat([zero, fwd[:, :-1]], 1) + torch.cat([bwd[:, 1:], zero], 1)
     y = torch.einsum('glhk,glhkv->glhv', r, state)
-    return y + (r * u * k).sum(-1, keepdim=True) * v
+    return y + bonus
 
 
 def bi_wkv_sequential(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor) -> Tensor:
@@ -291,14 +407,17 @@ class BiMamba(nn.Module):
         dt_rank: rank of the ``delta`` projection, ``'auto'`` = ``ceil(C / 16)``.
         dt_min, dt_max, dt_init_floor, dt_scale: ``delta`` initialisation as ``mamba_ssm``.
         conv_bias, bias: biases of the conv and of the in/out projections.
-        chunk_size: chunk length of the parallel scan.
+        chunk_size: chunk length of the doubling scan.
+        scan: :func:`selective_scan`'s method (``'auto'``: chunked on CPU, doubling on CUDA).
     """
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  dt_rank: int | str = 'auto', dt_min: float = 0.001, dt_max: float = 0.1,
                  dt_init_floor: float = 1e-4, dt_scale: float = 1.0, conv_bias: bool = True,
-                 bias: bool = False, chunk_size: int = 16) -> None:
+                 bias: bool = False, chunk_size: int = 16, scan: str = 'auto') -> None:
         super().__init__()
+        resolve_scan(scan, torch.device('cpu'), 0)  # an unknown name fails here, not at run time
+        self.scan = scan
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == 'auto' else int(dt_rank)
@@ -341,7 +460,7 @@ class BiMamba(nn.Module):
         A = -torch.exp(A_log)
         if sequential:
             return selective_scan_sequential(x, delta, A, B, C, D)
-        return selective_scan(x, delta, A, B, C, D, self.chunk_size)
+        return selective_scan(x, delta, A, B, C, D, self.chunk_size, self.scan)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, sequential: bool = False) -> Tensor:
         """(G, L, C) -> (G, L, C); ``mask`` (G, L) bool marks valid positions (padding at the
@@ -392,12 +511,15 @@ class RWKVTimeMix(nn.Module):
         n_embd: channels ``C``.
         n_head: heads (head size ``C / n_head``).
         n_layer, layer_id: depth and index for the 'fancy' initialisation.
-        chunk_size: chunk length of the parallel scan.
+        chunk_size: chunk length of the doubling scan.
+        scan: :func:`bi_wkv`'s method (``'auto'``: chunked on CPU, doubling on CUDA).
     """
 
     def __init__(self, n_embd: int, n_head: int, n_layer: int, layer_id: int,
-                 chunk_size: int = 16) -> None:
+                 chunk_size: int = 16, scan: str = 'auto') -> None:
         super().__init__()
+        resolve_scan(scan, torch.device('cpu'), 0)
+        self.scan = scan
         if n_embd % n_head:
             raise ValueError(f'RWKV: n_embd {n_embd} not divisible by n_head {n_head}')
         self.n_embd, self.n_head, self.head_size = n_embd, n_head, n_embd // n_head
@@ -452,7 +574,7 @@ class RWKVTimeMix(nn.Module):
         if sequential:
             y = bi_wkv_sequential(r, k, v, w, self.time_faaaa)
         else:
-            y = bi_wkv(r, k, v, w, self.time_faaaa, self.chunk_size)
+            y = bi_wkv(r, k, v, w, self.time_faaaa, self.chunk_size, self.scan)
         y = self.ln_x(y.reshape(groups * length, channels)).view(groups, length, channels)
         return self.output(y * g)
 
@@ -485,14 +607,15 @@ class RWKVBlock(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, n_layer: int, layer_id: int,
                  drop_path: float = 0.0, hidden_rate: int = 4, init_values: float | None = None,
-                 post_norm: bool = False, chunk_size: int = 16, **unused) -> None:
+                 post_norm: bool = False, chunk_size: int = 16, scan: str = 'auto',
+                 **unused) -> None:
         super().__init__()
         self.layer_id = layer_id
         self.ln1 = nn.LayerNorm(d_model)
         self.ln2 = nn.LayerNorm(d_model)
         if layer_id == 0:
             self.ln0 = nn.LayerNorm(d_model)
-        self.att = RWKVTimeMix(d_model, n_head, n_layer, layer_id, chunk_size)
+        self.att = RWKVTimeMix(d_model, n_head, n_layer, layer_id, chunk_size, scan)
         self.ffn = RWKVChannelMix(d_model, n_layer, layer_id, hidden_rate)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.post_norm = post_norm
