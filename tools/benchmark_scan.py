@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,8 +32,10 @@ from perception.engine.config import load_config
 from perception.models.layers.linear_rnn import SCAN_METHODS, bi_wkv, selective_scan
 from perception.registry import MODELS
 
-DEFAULT_CONFIG = 'configs/lion/lion-mamba_kitti-3d-3class.py'
-DEFAULT_CLOUD = '/work/shared/data/kitti_mini/training/velodyne/000008.bin'
+ROOT = Path(__file__).resolve().parent.parent
+# The shared samples lie beside the checkout (see DESIGN.md).
+DEFAULT_CONFIG = str(ROOT / 'configs/lion/lion-mamba_kitti-3d-3class.py')
+DEFAULT_CLOUD = str(ROOT.parent / 'shared/data/kitti_mini/training/velodyne/000008.bin')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
