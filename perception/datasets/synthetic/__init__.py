@@ -1,4 +1,5 @@
 """Procedural data with known answers, for demos and learning tests."""
+from .flow import render_flow_pair, write_synthetic_flow
 from .images import render_texture_image
 from .lidar import render_lidar_scene, write_synthetic_kitti_lidar
 from .mono3d import render_mono3d_scene, write_synthetic_kitti
@@ -10,7 +11,8 @@ from .segmentation import (
 )
 from .stereo import SyntheticStereoDataset, render_stereo_pair
 
-__all__ = ['SYNTHETIC_SEG_CLASSES', 'SyntheticStereoDataset', 'render_lidar_scene',
-           'render_mono3d_scene', 'render_segmentation_sample', 'render_stereo_pair',
-           'render_texture_image', 'synthetic_seg_metainfo', 'write_synthetic_cityscapes',
-           'write_synthetic_kitti', 'write_synthetic_kitti_lidar']
+__all__ = ['SYNTHETIC_SEG_CLASSES', 'SyntheticStereoDataset', 'render_flow_pair',
+           'render_lidar_scene', 'render_mono3d_scene', 'render_segmentation_sample',
+           'render_stereo_pair', 'render_texture_image', 'synthetic_seg_metainfo',
+           'write_synthetic_cityscapes', 'write_synthetic_flow', 'write_synthetic_kitti',
+           'write_synthetic_kitti_lidar']

@@ -8,6 +8,16 @@ from .augment3d import (
     PointsRangeFilter,
     RandomFlip3D,
 )
+from .flow import (
+    FlowColorJitter,
+    FlowEraser,
+    FlowRandomCrop,
+    FlowRandomFlip,
+    FlowRandomScale,
+    LoadFlow,
+    LoadFlowPair,
+    PackFlowInputs,
+)
 from .formatting import Pack3DDetInputs
 from .imresize import imresize
 from .loading import LoadAnnotations3D, LoadImage, LoadPointsFromFile, LoadPointsFromMultiSweeps
@@ -32,11 +42,12 @@ from .stereo import (
     StereoRandomScale,
 )
 
-__all__ = ['GlobalRotScaleTrans', 'LoadAnnotations3D', 'LoadImage', 'LoadPointsFromFile',
-           'LoadPointsFromMultiSweeps', 'ObjectNameFilter', 'ObjectRangeFilter', 'ObjectSample',
-           'LoadDisparity', 'LoadSegAnnotations', 'Mono3DPhotoMetric', 'Mono3DRandomCropResize',
-           'Mono3DResize', 'Mono3DTargets', 'LoadSegImage', 'LoadStereoPair',
-           'Pack3DDetInputs', 'PackSegInputs', 'PackStereoInputs', 'PhotoMetricDistortion',
-           'PointShuffle', 'PointsRangeFilter', 'RandomCrop', 'RandomFlip', 'RandomFlip3D',
-           'RandomResize', 'StereoColorJitter', 'StereoEraser',
-           'StereoRandomCrop', 'StereoRandomFlip', 'StereoRandomScale', 'imresize']
+__all__ = ['FlowColorJitter', 'FlowEraser', 'FlowRandomCrop', 'FlowRandomFlip', 'FlowRandomScale',
+           'GlobalRotScaleTrans', 'LoadAnnotations3D', 'LoadDisparity', 'LoadFlow', 'LoadFlowPair',
+           'LoadImage', 'LoadPointsFromFile', 'LoadPointsFromMultiSweeps', 'LoadSegAnnotations',
+           'LoadSegImage', 'LoadStereoPair', 'Mono3DPhotoMetric', 'Mono3DRandomCropResize',
+           'Mono3DResize', 'Mono3DTargets', 'ObjectNameFilter', 'ObjectRangeFilter', 'ObjectSample',
+           'Pack3DDetInputs', 'PackFlowInputs', 'PackSegInputs', 'PackStereoInputs',
+           'PhotoMetricDistortion', 'PointShuffle', 'PointsRangeFilter', 'RandomCrop', 'RandomFlip',
+           'RandomFlip3D', 'RandomResize', 'StereoColorJitter', 'StereoEraser', 'StereoRandomCrop',
+           'StereoRandomFlip', 'StereoRandomScale', 'imresize']
