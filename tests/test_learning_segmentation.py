@@ -47,14 +47,6 @@ def _train_and_evaluate(config: Path, tmp_path: Path) -> tuple[dict, float]:
     return metrics, time.perf_counter() - start
 
 
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('head', ['segformer', 'upernet', 'mask2former'])
 def test_head_learns_synthetic_segmentation(head, tmp_path, two_threads):
