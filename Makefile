@@ -4,6 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= --durations=15
+# Two pytest workers (pytest-xdist): CI machines have 2 cores and most tests, the learning tests
+# above all, run on one torch thread. A file's tests stay on one worker in the fast half (module
+# fixtures are built once); the slow half spreads single tests. `make test XDIST_FAST=
+# XDIST_SLOW=` runs everything in one process.
+XDIST_FAST ?= -n 2 --dist loadfile
+XDIST_SLOW ?= -n 2 --dist load
 
 .PHONY: demo test lint test-fast test-slow test-long test-extras install clean
 
@@ -29,10 +35,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check perception tools tests configs
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST_FAST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m "slow and not long" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m "slow and not long" $(XDIST_SLOW) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Learning tests that train longer than the CI budget allows (tens of CPU minutes together): run
 # them by hand or on a bigger machine; the closing notes report their numbers.

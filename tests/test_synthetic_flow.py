@@ -1,8 +1,6 @@
 """Synthetic flow pairs: the ground truth is exact, and the Sintel-layout writer round-trips."""
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -99,11 +97,6 @@ def test_pair_is_deterministic_and_fast():
     assert a['gt_flow'].dtype == np.float32 and a['gt_flow'].shape == (64, 96, 2)
     magnitude = np.linalg.norm(a['gt_flow'], axis=2)
     assert 0.3 < magnitude.mean() and magnitude.max() < 15
-    start = time.perf_counter()
-    for seed in range(5):
-        render_flow_pair(np.random.default_rng(seed), 64, 96)
-    # measured ~16 ms per pair on a loaded 2-core machine; a loose bound against a per-pixel loop
-    assert (time.perf_counter() - start) / 5 < 0.5
 
 
 def test_write_synthetic_flow_reads_back_as_sintel(tmp_path):
