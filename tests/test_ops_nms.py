@@ -146,3 +146,42 @@ def test_empty_and_bad_input():
         nms_bev(torch.zeros(3, 5), torch.zeros(2), 0.5)
     with pytest.raises(ValueError, match=r'\(N, 5\)'):
         nms_bev(torch.zeros(3, 7), torch.zeros(3), 0.5)
+
+
+def dense_reference_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> torch.Tensor:
+    """The previous nms_bev: the full upper-triangle IoU matrix, then the greedy walk."""
+    from perception.models.ops.iou3d import pairwise_iou_upper
+    order = torch.sort(scores, descending=True, stable=True)[1]
+    if order.numel() == 0:
+        return order
+    return order[greedy_suppress(pairwise_iou_upper(boxes[order]) > thr)]
+
+
+def hard_box_sets(rng: np.random.Generator) -> list[np.ndarray]:
+    clustered = clustered_boxes(rng, 400)
+    touching = np.array([[0.0, 0.0, 2.0, 1.0, 0.0], [2.0, 0.0, 2.0, 1.0, 0.0],
+                         [0.0, 1.0, 2.0, 1.0, 0.0], [4.0, 0.0, 2.0, 1.0, 0.0]])
+    duplicates = np.repeat(clustered_boxes(rng, 30), 4, axis=0)
+    rotated = clustered_boxes(rng, 200)
+    rotated[:, 4] = rng.uniform(-math.pi, math.pi, 200)
+    spread = np.c_[rng.uniform(0, 70, (300, 2)), rng.uniform(3, 4.5, 300),
+                   rng.uniform(1.5, 2, 300), rng.uniform(-math.pi, math.pi, 300)]
+    return [clustered, touching, duplicates, rotated, spread, np.zeros((0, 5)),
+            np.array([[1.0, 2.0, 3.0, 1.5, 0.3]])]
+
+
+@pytest.mark.parametrize('thr', [0.1, 0.5, 0.7])
+def test_prefiltered_nms_keeps_the_dense_indices(thr):
+    rng = np.random.default_rng(int(thr * 10))
+    for boxes in hard_box_sets(rng):
+        boxes_t = torch.from_numpy(boxes)
+        for scores in (rng.random(len(boxes)), np.round(rng.random(len(boxes)), 1)):  # with ties
+            scores_t = torch.from_numpy(scores)
+            got = nms_bev(boxes_t, scores_t, thr)
+            ref = dense_reference_nms(boxes_t, scores_t, thr)
+            assert torch.equal(got, ref), (len(boxes), thr)
+    # The sets are not trivial: each group of 4 exact duplicates keeps at most one box (IoU 1).
+    boxes = torch.from_numpy(hard_box_sets(np.random.default_rng(5))[2])
+    kept = nms_bev(boxes, torch.arange(120.0), thr)
+    assert 0 < len(kept) <= 30
+    assert len(set((kept // 4).tolist())) == len(kept)
