@@ -41,10 +41,10 @@ from torch import nn
 
 from ...registry import MODELS
 from ..layers.conv_gru import ConvGRU
+from ..layers.raft_encoders import FlowHead
 from .raft_stereo import (
     ContextEncoder,
     CorrPyramid1D,
-    FlowHead,
     _linear_taps,
     _stack_field,
     interp_to,

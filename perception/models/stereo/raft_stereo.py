@@ -28,72 +28,22 @@ from ..layers.conv_gru import ConvGRU
 from ..layers.raft_blocks import (
     ResidualBlock,
     convex_upsample,
-    norm2d,
     scale_image_pairs,
     sequence_loss_weights,
 )
+from ..layers.raft_encoders import (
+    EncoderStem,
+    FeatureEncoder,
+    FlowHead,
+    encoder_stage,
+    init_encoder,
+)
 
 # --------------------------------------------------------------------------------------------
-# Encoders
+# Context encoder (the feature encoder is the shared ``layers.raft_encoders`` one)
 
 
-def _stage(in_planes: int, planes: int, norm_fn: str, stride: int) -> nn.Sequential:
-    return nn.Sequential(ResidualBlock(in_planes, planes, norm_fn, stride),
-                         ResidualBlock(planes, planes, norm_fn, 1))
-
-
-def _init_encoder(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)):
-            if m.weight is not None:
-                nn.init.constant_(m.weight, 1)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-
-
-class _Stem(nn.Module):
-    """7x7 conv + 3 residual stages: ``(B, 3, H, W) -> (B, widths[2], H / 2**n_downsample, ...)``.
-
-    ``widths`` are the stage widths, ``(64, 96, 128)`` in the published model; smaller ones make
-    CPU-sized variants for tests.
-    """
-
-    def __init__(self, norm_fn: str, n_downsample: int,
-                 widths: Sequence[int] = (64, 96, 128)) -> None:
-        super().__init__()
-        if not 0 <= n_downsample <= 3:
-            raise ValueError(f'n_downsample must be 0..3, got {n_downsample}')
-        if len(widths) != 3:
-            raise ValueError(f'encoder widths need 3 entries, got {list(widths)}')
-        w1, w2, w3 = widths
-        self.conv1 = nn.Conv2d(3, w1, 7, stride=1 + (n_downsample > 2), padding=3)
-        self.norm1 = norm2d(norm_fn, w1)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.layer1 = _stage(w1, w1, norm_fn, 1)
-        self.layer2 = _stage(w1, w2, norm_fn, 1 + (n_downsample > 1))
-        self.layer3 = _stage(w2, w3, norm_fn, 1 + (n_downsample > 0))
-
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu1(self.norm1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-
-class FeatureEncoder(_Stem):
-    """Matching features (the official ``BasicEncoder``): ``(B, 3, H, W) -> (B, C, H/f, W/f)``."""
-
-    def __init__(self, output_dim: int = 256, norm_fn: str = 'instance',
-                 n_downsample: int = 2, widths: Sequence[int] = (64, 96, 128)) -> None:
-        super().__init__(norm_fn, n_downsample, widths)
-        self.conv2 = nn.Conv2d(widths[2], output_dim, 1)
-        _init_encoder(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.stem(x))
-
-
-class ContextEncoder(_Stem):
+class ContextEncoder(EncoderStem):
     """Hidden-state and context features at 1/f, 1/2f, 1/4f (the official ``MultiBasicEncoder``).
 
     Returns ``n_levels`` pairs ``(hidden, context)``, finest first, each ``(B, dims[i], ...)``.
@@ -105,8 +55,8 @@ class ContextEncoder(_Stem):
         if len(dims) != 3:
             raise ValueError(f'ContextEncoder needs 3 level widths, got {list(dims)}')
         c = widths[2]
-        self.layer4 = _stage(c, c, norm_fn, 2)
-        self.layer5 = _stage(c, c, norm_fn, 2)
+        self.layer4 = encoder_stage(c, c, norm_fn, 2)
+        self.layer5 = encoder_stage(c, c, norm_fn, 2)
         # Two heads per level (hidden state, context), as the official ``output_dim=[h, c]``.
         self.outputs08 = nn.ModuleList(
             nn.Sequential(ResidualBlock(c, c, norm_fn), nn.Conv2d(c, dims[0], 3, padding=1))
@@ -115,7 +65,7 @@ class ContextEncoder(_Stem):
             nn.Sequential(ResidualBlock(c, c, norm_fn), nn.Conv2d(c, dims[1], 3, padding=1))
             for _ in range(2))
         self.outputs32 = nn.ModuleList(nn.Conv2d(c, dims[2], 3, padding=1) for _ in range(2))
-        _init_encoder(self)
+        init_encoder(self)
 
     def forward(self, x: torch.Tensor, n_levels: int = 3) -> list[tuple[torch.Tensor, ...]]:
         x = self.stem(x)
@@ -250,19 +200,6 @@ class MotionEncoder(nn.Module):
         cor = F.relu(self.convc2(F.relu(self.convc1(corr))))
         flo = F.relu(self.convf2(F.relu(self.convf1(flow))))
         return torch.cat([F.relu(self.conv(torch.cat([cor, flo], dim=1))), flow], dim=1)
-
-
-class FlowHead(nn.Module):
-    """Hidden state -> flow update ``(B, 2, H, W)`` (the y channel is discarded for stereo)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int = 256, output_dim: int = 2) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(input_dim, hidden_dim, 3, padding=1)
-        self.conv2 = nn.Conv2d(hidden_dim, output_dim, 3, padding=1)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.relu(self.conv1(x)))
 
 
 def pool2x(x: torch.Tensor) -> torch.Tensor:
