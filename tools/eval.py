@@ -3,6 +3,8 @@
     python tools/eval.py kitti GT_LABEL_DIR PRED_DIR [--split-file F] [--classes Car ...]
                                [--out result.json]
     python tools/eval.py sr GT_DIR PRED_DIR --scale S [--y-channel] [--out result.json]
+    python tools/eval.py flow GT_DIR PRED_DIR [--noc-dir D [--noc-format F]] [--max-flow M]
+                              [--out result.json]
 
 The table is printed; ``--out`` writes every metric as a JSON dict.
 """
@@ -33,6 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sr.add_argument('--scale', type=int, required=True, help='scale; also the border cropped')
     sr.add_argument('--y-channel', action='store_true', help='compare the BT.601 luma (Y)')
     sr.add_argument('--out', help='write the metrics as JSON here')
+
+    flow = tasks.add_parser('flow', help='optical flow EPE, KITTI Fl-all, bad-1/3/5 '
+                            '(Sintel matched / unmatched with --noc-dir)')
+    flow.add_argument('gt_dir', help='folder of ground-truth flow files (.flo, KITTI 16-bit .png, '
+                      '.pfm)')
+    flow.add_argument('pred_dir', help='folder of predicted flow files with the same stems '
+                      '(any of the three formats)')
+    flow.add_argument('--noc-dir', help='folder of non-occlusion masks with the same stems '
+                      '(adds the _matched / _unmatched metrics)')
+    flow.add_argument('--noc-format', choices=('kitti_png', 'occlusion_png'), default='kitti_png',
+                      help="kitti_png: KITTI flow_noc files (their valid flag); occlusion_png: "
+                      "Sintel occlusions/ masks (>= 128 = occluded). Default: kitti_png")
+    flow.add_argument('--max-flow', type=float, help='ignore ground truth with |flow| >= this')
+    flow.add_argument('--out', help='write the metrics as JSON here')
     return parser.parse_args(argv)
 
 
@@ -43,6 +59,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from perception.evaluation.kitti import evaluate_label_dirs
         results, table = evaluate_label_dirs(args.gt_dir, args.pred_dir,
                                              split_file=args.split_file, classes=args.classes)
+    elif args.task == 'flow':
+        from perception.evaluation.flow import evaluate_flow_dirs
+        results, table = evaluate_flow_dirs(args.gt_dir, args.pred_dir, noc_dir=args.noc_dir,
+                                            noc_format=args.noc_format, max_flow=args.max_flow)
     else:
         from perception.evaluation.super_resolution import evaluate_image_dirs
         results, table = evaluate_image_dirs(args.gt_dir, args.pred_dir, scale=args.scale,

@@ -28,7 +28,8 @@ from perception.engine.cli import exits_cleanly_on_user_error
 from perception.engine.config import load_config
 from perception.engine.errors import ConfigError
 
-DEFAULT_SHAPES = {'seg': (3, 512, 512), 'sr': (3, 64, 64), 'stereo': (3, 256, 512)}
+DEFAULT_SHAPES = {'seg': (3, 512, 512), 'sr': (3, 64, 64), 'stereo': (3, 256, 512),
+                  'flow': (3, 256, 512)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='output .onnx file')
     parser.add_argument('--input-shape', type=int, nargs=3, metavar=('C', 'H', 'W'))
     parser.add_argument('--opset', type=int, default=17)
-    parser.add_argument('--iters', type=int, help='stereo: refinement iterations in the graph')
+    parser.add_argument('--iters', type=int,
+                        help='stereo / flow: refinement iterations in the graph')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--exporter', choices=('auto', 'dynamo', 'torchscript'), default='auto',
                         help='auto: dynamo, falling back to the TorchScript exporter')
@@ -71,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     model = init_model(cfg, checkpoint, 'cpu')
     task = model_task(model)
-    if task not in ('seg', 'sr', 'stereo', 'mono3d'):
+    if task not in ('seg', 'sr', 'stereo', 'flow', 'mono3d'):
         raise ConfigError(f'{args.config}: ONNX export covers the image heads (seg, sr, stereo, '
-                          f'mono3d), not {task}')
+                          f'flow, mono3d), not {task}')
     shape = tuple(args.input_shape) if args.input_shape else default_input_shape(model, task)
     dynamo = {'auto': None, 'dynamo': True, 'torchscript': False}[args.exporter]
     meta = export_onnx(model, args.out, shape, opset=args.opset, iters=args.iters,

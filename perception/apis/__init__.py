@@ -2,6 +2,7 @@
 from .inference import (
     depth_to_points,
     disparity_to_depth,
+    inference_flow,
     inference_lidar3d,
     inference_mono3d,
     inference_segmentation,
@@ -16,6 +17,6 @@ from .inference import (
 from .onnx_runtime import OnnxModel, export_onnx, model_task, onnx_parity
 
 __all__ = ['OnnxModel', 'depth_to_points', 'disparity_to_depth', 'export_onnx',
-           'inference_lidar3d', 'inference_mono3d', 'inference_segmentation', 'inference_sr',
-           'inference_stereo', 'init_model', 'model_task', 'model_test_pipeline', 'onnx_parity',
-           'tile_starts', 'warm_up', 'write_ply']
+           'inference_flow', 'inference_lidar3d', 'inference_mono3d', 'inference_segmentation',
+           'inference_sr', 'inference_stereo', 'init_model', 'model_task', 'model_test_pipeline',
+           'onnx_parity', 'tile_starts', 'warm_up', 'write_ply']

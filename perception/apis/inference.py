@@ -29,10 +29,10 @@ from ..engine.fileio import atomic_write_bytes
 from ..registry import MODELS, SCOPE, TRANSFORMS
 from .onnx_runtime import OnnxModel, model_task, mono3d_raw_outputs
 
-__all__ = ['disparity_to_depth', 'depth_to_points', 'inference_lidar3d', 'inference_mono3d',
-           'inference_segmentation', 'inference_sr', 'inference_stereo', 'init_model',
-           'model_test_pipeline', 'points_loader_columns', 'read_point_cloud', 'tile_starts',
-           'warm_up', 'write_ply']
+__all__ = ['disparity_to_depth', 'depth_to_points', 'inference_flow', 'inference_lidar3d',
+           'inference_mono3d', 'inference_segmentation', 'inference_sr', 'inference_stereo',
+           'init_model', 'model_test_pipeline', 'points_loader_columns', 'read_point_cloud',
+           'tile_starts', 'warm_up', 'write_ply']
 
 ImageInput = str | os.PathLike | np.ndarray
 PointsInput = str | os.PathLike | np.ndarray
@@ -138,6 +138,65 @@ def inference_stereo(model: nn.Module | OnnxModel, left: ImageInput | Sequence[I
         data = model.data_preprocessor({'inputs': inputs}, False)
         disp = model.predict_disparity(data['inputs'], iters).float().cpu().numpy()
     return list(disp) if batch else disp[0]
+
+
+def inference_flow(model: nn.Module | OnnxModel, first: ImageInput | Sequence[ImageInput],
+                   second: ImageInput | Sequence[ImageInput],
+                   iters: int | None = None) -> np.ndarray | list[np.ndarray]:
+    """Optical flow from ``first`` to ``second``, or of a batch of pairs in one forward pass.
+
+    Args:
+        model: a flow model (``RAFT``, ``SEARAFT``) with a ``data_preprocessor`` that scales
+            ``(B, 2, 3, H, W)`` 0-255 pairs and a ``predict_flow(inputs, iters)`` that pads to
+            its divisor and crops back; or an ``OnnxModel`` of one.
+        first, second: image paths or ``(H, W, 3)`` uint8 RGB arrays of one size; or two lists of
+            them (a batch: all pairs must have one size, as they are stacked).
+        iters: refinement iterations (default: the model's ``test_iters``).
+
+    Returns:
+        ``(H, W, 2)`` float32 flow ``(u, v)`` in pixels: pixel ``(x, y)`` of ``first`` moves to
+        ``(x + u, y + v)`` in ``second`` (the layout of ``perception.datasets.flow_io``); a list
+        of them for a batch.
+
+    Raises:
+        DataError: unreadable images, the two frames of a pair of different sizes, a batch of
+        pairs of different sizes, or a model that returns non-finite flow.
+    """
+    batch = _is_batch(first)
+    firsts, seconds = (list(first), list(second)) if batch else ([first], [second])
+    if _is_batch(second) != batch or len(firsts) != len(seconds) or not firsts:
+        raise ValueError('first and second must both be one image or two lists of equal, '
+                         'non-zero length')
+    if iters is not None and iters < 1:
+        raise ValueError(f'iters must be >= 1, got {iters}')
+    pairs, names = [], []
+    for i, (one, two) in enumerate(zip(firsts, seconds)):
+        suffix = f' {i}' if batch else ''
+        first_img, first_name = _read_image(one, 'first' + suffix)
+        second_img, second_name = _read_image(two, 'second' + suffix)
+        if first_img.shape != second_img.shape:
+            (h1, w1), (h2, w2) = first_img.shape[:2], second_img.shape[:2]
+            raise DataError(f'flow pair of different sizes: first {first_name} is {w1}x{h1}, '
+                            f'second {second_name} is {w2}x{h2} (width x height); both frames '
+                            'must have one size')
+        pairs.append(np.stack([first_img, second_img]).transpose(0, 3, 1, 2))  # (2, 3, H, W)
+        names.append(first_name)
+    _check_one_size([p.shape[-2:] for p in pairs], names, 'flow pairs')
+    inputs = torch.from_numpy(np.ascontiguousarray(np.stack(pairs)))  # (B, 2, 3, H, W) uint8
+    with torch.inference_mode():
+        # The preprocessor moves the pair to the model's device and scales it to [-1, 1].
+        data = model.data_preprocessor({'inputs': inputs}, False)
+        flow = model.predict_flow(data['inputs'], iters).float().cpu()
+    height, width = pairs[0].shape[-2:]
+    if flow.shape != (len(pairs), 2, height, width):
+        raise ValueError(f'{type(model).__name__}.predict_flow returned {tuple(flow.shape)}, '
+                         f'expected {(len(pairs), 2, height, width)}')
+    bad = ~torch.isfinite(flow).all(dim=1).flatten(1).all(dim=1)
+    if bad.any():
+        listed = ', '.join(names[i] for i in torch.nonzero(bad).flatten().tolist())
+        raise DataError(f'{type(model).__name__} predicted non-finite flow for {listed}')
+    flow = flow.permute(0, 2, 3, 1).contiguous().numpy()  # (B, H, W, 2)
+    return list(flow) if batch else flow[0]
 
 
 def _check_one_size(shapes: Sequence[tuple[int, int]], names: Sequence[str], what: str) -> None:

@@ -8,6 +8,8 @@ two give comparable results. What each graph maps (batch size and spatial size a
   (B, K, H, W) softmax probabilities (``EncoderDecoder.inference``).
 - ``sr``: ``lr`` (B, 3, h, w) in [0, 1] -> ``sr`` (B, 3, s*h, s*w), not clamped.
 - ``stereo``: ``pair`` (B, 2, 3, H, W) in [-1, 1] -> ``disparity`` (B, H, W), fixed iterations.
+- ``flow``: ``pair`` (B, 2, 3, H, W) in [-1, 1] -> ``flow`` (B, 2, H, W) ``(u, v)``, fixed
+  iterations.
 - ``mono3d``: ``images`` (B, 3, H, W) normalised and ``focal`` (B,) -> the last decoder layer's
   raw head outputs ``logits`` (B, N, K), ``boxes`` (B, N, 6), ``dims`` (B, N, 3), ``depth``
   (B, N, 2), ``heading`` (B, N, 24); the decoding (top-k, back-projection) runs outside.
@@ -40,22 +42,25 @@ __all__ = ['MONO3D_OUTPUTS', 'OnnxModel', 'export_onnx', 'model_task', 'mono3d_r
 
 MONO3D_OUTPUTS = ('logits', 'boxes', 'dims', 'depth', 'heading')
 METADATA_KEY = 'perception'
-TASKS = ('seg', 'sr', 'stereo', 'mono3d', 'lidar3d')
+TASKS = ('seg', 'sr', 'stereo', 'flow', 'mono3d', 'lidar3d')
 
 
 def model_task(model: Any) -> str:
-    """The task of a model: ``'seg'``, ``'sr'``, ``'stereo'``, ``'mono3d'`` or ``'lidar3d'``.
+    """The task of a model: ``'seg'``, ``'sr'``, ``'stereo'``, ``'flow'``, ``'mono3d'`` or
+    ``'lidar3d'``.
 
     An :class:`OnnxModel` says it; a PyTorch model is recognised by the methods the inference API
-    calls (``predict_disparity``: stereo, ``upscale``: SR, ``forward_layers``: MonoDETR-style
-    mono3D, ``decode_head``: segmentation) or, for LiDAR detectors, by a test pipeline that
-    loads points (or its class name).
+    calls (``predict_disparity``: stereo, ``predict_flow``: flow, ``upscale``: SR,
+    ``forward_layers``: MonoDETR-style mono3D, ``decode_head``: segmentation) or, for LiDAR
+    detectors, by a test pipeline that loads points (or its class name).
     """
     task = getattr(model, 'task', None)
     if isinstance(task, str) and task in TASKS:
         return task
     if hasattr(model, 'predict_disparity'):
         return 'stereo'
+    if hasattr(model, 'predict_flow'):
+        return 'flow'
     if hasattr(model, 'upscale'):
         return 'sr'
     if hasattr(model, 'forward_layers') and hasattr(model, 'test_cfg'):
@@ -107,6 +112,8 @@ class _ExportWrapper(nn.Module):
             return self.model.upscale(inputs[0])
         if self.task == 'stereo':
             return self.model.predict_disparity(inputs[0], self.iters)
+        if self.task == 'flow':
+            return self.model.predict_flow(inputs[0], self.iters)
         out = mono3d_raw_outputs(self.model, inputs[0], inputs[1])
         return tuple(out[k] for k in MONO3D_OUTPUTS)
 
@@ -116,6 +123,8 @@ def _io_spec(task: str, shape: Sequence[int], batch: int) -> tuple[dict, list[st
     c, h, w = (int(v) for v in shape)
     if task == 'stereo':
         return {'pair': torch.rand(batch, 2, c, h, w) * 2 - 1}, ['disparity']
+    if task == 'flow':
+        return {'pair': torch.rand(batch, 2, c, h, w) * 2 - 1}, ['flow']
     if task == 'sr':
         return {'lr': torch.rand(batch, c, h, w)}, ['sr']
     if task == 'seg':
@@ -123,7 +132,8 @@ def _io_spec(task: str, shape: Sequence[int], batch: int) -> tuple[dict, list[st
     if task == 'mono3d':
         return ({'images': torch.randn(batch, c, h, w), 'focal': torch.full((batch,), 700.0)},
                 list(MONO3D_OUTPUTS))
-    raise ConfigError(f'ONNX export supports the image heads (seg, sr, stereo, mono3d), not {task}')
+    raise ConfigError(f'ONNX export supports the image heads (seg, sr, stereo, flow, mono3d), '
+                      f'not {task}')
 
 
 def _cfg_to_plain(value: Any) -> Any:
@@ -148,7 +158,7 @@ def export_metadata(model: nn.Module, task: str, input_shape: Sequence[int], bat
     if cfg is not None:
         meta['data_preprocessor'] = _cfg_to_plain(cfg.model.get('data_preprocessor'))
         meta['test_pipeline'] = _cfg_to_plain(model_test_pipeline(model))
-    if task == 'stereo':
+    if task in ('stereo', 'flow'):
         meta['iters'] = int(iters if iters is not None else model.test_iters)
     if task == 'seg':
         meta['align_corners'] = bool(getattr(model, 'align_corners', False))
@@ -166,10 +176,10 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, input_shape: Sequence[
 
     Args:
         model: a PyTorch model from ``init_model`` (``model.cfg`` set), in eval mode.
-        input_shape: one input ``(C, H, W)`` (for stereo: one image of the pair). For seg and
-            mono3D this is the network input, i.e. the data preprocessor's padded size.
+        input_shape: one input ``(C, H, W)`` (for stereo and flow: one image of the pair). For
+            seg and mono3D this is the network input, i.e. the data preprocessor's padded size.
         opset: ONNX opset (the dynamo exporter may raise it to the lowest it supports).
-        iters: stereo refinement iterations baked into the graph (default ``test_iters``).
+        iters: stereo / flow refinement iterations baked into the graph (default ``test_iters``).
         batch_size: the graph's fixed batch size (``OnnxModel`` runs larger batches in chunks).
         dynamo: ``True`` / ``False`` forces ``torch.onnx.export(dynamo=...)``; ``None`` tries
             dynamo first and falls back to the TorchScript exporter.
@@ -186,7 +196,7 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, input_shape: Sequence[
     wrapper = _ExportWrapper(model.eval(), task, iters).eval()
     args = tuple(inputs.values())
     meta = export_metadata(model, task, input_shape, batch_size, iters)
-    if task == 'stereo':
+    if task in ('stereo', 'flow'):
         wrapper.iters = meta['iters']
     errors = []
     proto = None
@@ -244,11 +254,13 @@ def _export_proto(wrapper: nn.Module, args: tuple, input_names: list[str],
 # ----------------------------------------------------------------------------- runtime
 class OnnxModel:
     """An exported head run by onnxruntime (CPU), usable in place of the PyTorch model by
-    ``inference_segmentation``, ``inference_sr``, ``inference_stereo`` and ``inference_mono3d``.
+    ``inference_segmentation``, ``inference_sr``, ``inference_stereo``, ``inference_flow`` and
+    ``inference_mono3d``.
 
     It offers the methods those functions call (``data_preprocessor``, ``inference``,
-    ``upscale``, ``predict_disparity``, ``mono3d_outputs``) on torch tensors. The graph's batch size
-    and spatial size are fixed: larger batches run in chunks, other sizes raise ``DataError``.
+    ``upscale``, ``predict_disparity``, ``predict_flow``, ``mono3d_outputs``) on torch tensors.
+    The graph's batch size and spatial size are fixed: larger batches run in chunks, other sizes
+    raise ``DataError``.
 
     Args:
         path: an ``.onnx`` file written by :func:`export_onnx`.
@@ -348,6 +360,14 @@ class OnnxModel:
     def predict_disparity(self, inputs: torch.Tensor, iters: int | None = None) -> torch.Tensor:
         """Stereo: ``(B, 2, 3, H, W)`` in [-1, 1] -> disparity ``(B, H, W)``."""
         self._check_task('stereo', 'predict_disparity')
+        if iters is not None and iters != self.test_iters:
+            raise ValueError(f'{self.path} was exported with {self.test_iters} iterations, '
+                             f'asked for {iters}')
+        return torch.from_numpy(self.run(inputs)[0])
+
+    def predict_flow(self, inputs: torch.Tensor, iters: int | None = None) -> torch.Tensor:
+        """Flow: ``(B, 2, 3, H, W)`` in [-1, 1] -> flow ``(B, 2, H, W)`` ``(u, v)``."""
+        self._check_task('flow', 'predict_flow')
         if iters is not None and iters != self.test_iters:
             raise ValueError(f'{self.path} was exported with {self.test_iters} iterations, '
                              f'asked for {iters}')

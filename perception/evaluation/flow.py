@@ -27,11 +27,17 @@ Aggregation over a dataset, both reported by :class:`FlowMetric`:
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.utils import ProgressBar
 
+from ..datasets.flow_io import read_flow
+from ..engine.errors import DataError
 from ..registry import METRICS
 from .sample_fields import dense_map, sample_field
 
@@ -39,8 +45,8 @@ KITTI_ABS_THRESH = 3.0
 KITTI_REL_THRESH = 0.05
 DEFAULT_THRESHOLDS = (1.0, 3.0, 5.0)
 
-__all__ = ['FlowMetric', 'aggregate_flow_counts', 'endpoint_error', 'flow_counts',
-           'flow_field', 'flow_outlier_rate']
+__all__ = ['FlowMetric', 'aggregate_flow_counts', 'endpoint_error', 'evaluate_flow_dirs',
+           'flow_counts', 'flow_field', 'flow_outlier_rate']
 
 
 def _check(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None) -> None:
@@ -203,3 +209,120 @@ class FlowMetric(BaseMetric):
                 metrics.update(aggregate_flow_counts(torch.stack(rows), self.thresholds,
                                                      f'_{subset}'))
         return metrics
+
+
+# ------------------------------------------------------------------ folders of flow files
+
+FLOW_SUFFIXES = ('.flo', '.png', '.pfm')
+
+
+def _flow_files(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DataError(f'{folder}: {what} folder not found')
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in FLOW_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in files:
+            raise DataError(f'{path}: {what} folder holds two files for {path.stem!r} '
+                            f'({files[path.stem].name} and {path.name}); expected one')
+        files[path.stem] = path
+    return files
+
+
+def _read_prediction(path: Path) -> np.ndarray:
+    flow, valid = read_flow(path)
+    # a pixel the prediction marks invalid (KITTI valid flag 0, a .flo unknown marker) is an
+    # outlier; the KITTI devkit would interpolate it, but a dense method should not leave holes
+    return np.where(valid[..., None], flow, np.nan).astype(np.float32)
+
+
+def evaluate_flow_dirs(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike,
+                       noc_dir: str | os.PathLike | None = None,
+                       noc_format: str = 'kitti_png', max_flow: float | None = None,
+                       thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+                       ) -> tuple[dict[str, float], str]:
+    """EPE / Fl / bad-x of every flow file of ``gt_dir`` against its prediction in ``pred_dir``.
+
+    Files (``.flo``, KITTI 16-bit ``.png``, ``.pfm``) pair by stem, so a ``.flo`` prediction may
+    score a KITTI PNG ground truth. Ground-truth validity is each format's own (KITTI's valid flag,
+    Middlebury's unknown marker). A prediction pixel marked invalid counts as an infinite error.
+    ``noc_dir`` holds a mask per stem: ``noc_format='kitti_png'`` (KITTI ``flow_noc``: its valid
+    flag is the non-occluded region) or ``'occlusion_png'`` (Sintel ``occlusions/``: >= 128 is
+    occluded); it adds the ``_matched`` / ``_unmatched`` metrics.
+
+    Returns:
+        :class:`FlowMetric`'s dataset metrics plus ``'<stem>/EPE'`` and ``'<stem>/Fl_all'`` per
+        file, and the printed table (one row per file, then the pooled and per-image means).
+
+    Raises:
+        DataError: a folder or a prediction or mask is missing, a file is unreadable, sizes differ.
+    """
+    from ..datasets.transforms.flow import LoadFlow
+
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    gt_files = _flow_files(gt_dir, 'ground-truth')
+    if not gt_files:
+        raise DataError(f'{gt_dir}: no flow files ({", ".join(FLOW_SUFFIXES)}) in the '
+                        'ground-truth folder')
+    pred_files = _flow_files(pred_dir, 'prediction')
+    noc_files = None
+    if noc_dir is not None:
+        if noc_format not in ('kitti_png', 'occlusion_png'):
+            raise DataError(f"noc_format must be 'kitti_png' or 'occlusion_png', got "
+                            f'{noc_format!r}')
+        noc_dir = Path(noc_dir)
+        if not noc_dir.is_dir():
+            raise DataError(f'{noc_dir}: noc mask folder not found')
+        noc_files = {p.stem: p for p in sorted(noc_dir.glob('*.png'))}
+    jobs = []
+    for stem, gt_path in gt_files.items():  # check every pairing before the (slower) reading
+        if stem not in pred_files:
+            raise DataError(f'{pred_dir / stem}.*: prediction for {gt_path.name} not found '
+                            f'(expected {stem} with one of {", ".join(FLOW_SUFFIXES)})')
+        noc_path = None
+        if noc_files is not None:
+            noc_path = noc_files.get(stem)
+            if noc_path is None:
+                raise DataError(f'{noc_dir / stem}.png: noc mask for {gt_path.name} not found')
+        jobs.append((stem, gt_path, pred_files[stem], noc_path))
+
+    metric = FlowMetric(thresholds=thresholds, max_flow=max_flow)
+    loader = LoadFlow(required=True)
+    results: dict[str, float] = {}
+    rows = []
+    progress = ProgressBar(len(jobs)) if len(jobs) >= 50 else None
+    for stem, gt_path, pred_path, noc_path in jobs:
+        gt = loader({'flow_path': str(gt_path), 'noc_path': noc_path and str(noc_path),
+                     'noc_format': noc_format})
+        pred = _read_prediction(pred_path)
+        if pred.shape != gt['gt_flow'].shape:
+            (gh, gw), (ph, pw) = gt['gt_flow'].shape[:2], pred.shape[:2]
+            raise DataError(f'{pred_path}: prediction is {ph}x{pw} but the ground truth '
+                            f'{gt_path} is {gh}x{gw}; expected the same size')
+        sample = {'gt_flow': torch.from_numpy(gt['gt_flow']).permute(2, 0, 1),
+                  'gt_valid': torch.from_numpy(gt['gt_valid']),
+                  'pred_flow': torch.from_numpy(pred).permute(2, 0, 1)}
+        if 'noc_mask' in gt:
+            sample['noc_mask'] = torch.from_numpy(gt['noc_mask'])
+        metric.process(None, [sample])
+        pixels, epe_sum, outliers = metric.results[-1]['all'][:3].tolist()
+        epe = epe_sum / pixels if pixels else float('nan')
+        fl = 100.0 * outliers / pixels if pixels else float('nan')
+        results[f'{stem}/EPE'], results[f'{stem}/Fl_all'] = epe, fl
+        rows.append((stem, int(pixels), epe, fl))
+        if progress is not None:
+            progress.update()
+    metrics = metric.compute_metrics(metric.results)
+    results.update(metrics)
+
+    width = max(8, *(len(r[0]) for r in rows))
+    lines = [f'{len(rows)} flow files' + (f', noc masks from {noc_dir}' if noc_dir else ''),
+             f'{"file":<{width}}  {"pixels":>9}  {"EPE (px)":>9}  {"Fl-all (%)":>10}']
+    lines += [f'{name:<{width}}  {n:>9d}  {e:>9.4f}  {f:>10.4f}' for name, n, e, f in rows]
+    for label, suffix in (('pooled', ''), ('per-image', '_per_image')):
+        lines.append(f'{label:<{width}}  {"":>9}  {metrics["EPE" + suffix]:>9.4f}  '
+                     f'{metrics["Fl_all" + suffix]:>10.4f}')
+    keys = [k for k in metrics if not k.endswith('_per_image')]
+    lines.append('pooled: ' + ', '.join(f'{k} {metrics[k]:.4f}' for k in keys))
+    return results, '\n'.join(lines)
