@@ -26,7 +26,7 @@ def test_config_resolves_input_shape(path):
     if _is_lidar(cfg):
         pytest.skip('LiDAR configs are benchmarked on a point cloud')
     shape = benchmark.config_input_shape(cfg, path)
-    stereo = cfg.model.type in ('RAFTStereo', 'IGEVStereo')
+    stereo = cfg.model.type in ('RAFTStereo', 'IGEVStereo', 'RAFT', 'SEARAFT')  # image pairs
     assert shape[:2] == [2, 3] if stereo else shape[0] == 3
     assert len(shape) == (4 if stereo else 3) and all(v > 0 for v in shape)
 

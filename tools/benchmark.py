@@ -10,8 +10,10 @@ Inputs:
 
 - default: a random tensor of ``--input-shape`` (or the config's ``benchmark = dict(input_shape=
   ...)``) through ``model(inputs, mode='tensor')`` (the network only; stereo takes ``2 3 H W``,
-  mono3D gets a KITTI-like camera). LiDAR configs instead get a random cloud of
-  ``--num-points`` points (x, y, z, intensity) uniform in the config's ``point_cloud_range``.
+  mono3D gets a KITTI-like camera). LiDAR configs instead get the real KITTI frame 000008 that
+  ships with the project (``data/demo/kitti_000008``, else the shared samples beside the
+  checkout) end to end, or with ``--num-points N`` a random cloud of N points (x, y, z,
+  intensity) uniform in the config's ``point_cloud_range``.
 - ``--input``: an image (segmentation, SR, mono3D; ``--calib`` a KITTI calib file for mono3D,
   else a camera with f = 721.5 px and the principal point at the image centre), a stereo pair
   ``--input L R``, or a point cloud ``.bin``; timed end to end through the ``perception.apis``
@@ -29,10 +31,12 @@ of the graph's initialisers (weights, plus constants the exporter folded in, min
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +60,22 @@ from perception.engine.errors import ConfigError
 from perception.registry import MODELS
 
 KITTI_FOCAL = 721.5377
+ROOT = Path(__file__).resolve().parent.parent
+# The default LiDAR input, in the order looked for: the demo frame in the checkout, then the
+# shared samples beside it (DESIGN.md).
+KITTI_FRAME_000008 = (ROOT / 'data/demo/kitti_000008/training/velodyne/000008.bin',
+                      ROOT / 'data/demo/kitti_000008/velodyne/000008.bin',
+                      ROOT.parent / 'shared/data/kitti_mini/training/velodyne/000008.bin')
+
+
+def default_point_cloud() -> Path:
+    """The shipped KITTI frame 000008, wherever it is found first."""
+    for path in KITTI_FRAME_000008:
+        if path.is_file():
+            return path
+    raise ConfigError('LiDAR benchmark: KITTI frame 000008 not found at any of '
+                      + ', '.join(map(str, KITTI_FRAME_000008))
+                      + '; pass --input CLOUD.bin or --num-points N for a random cloud')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,8 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='an image, a stereo pair (L R) or a point cloud .bin, timed end to '
                         'end through the inference API')
     parser.add_argument('--calib', help='mono3D with --input: KITTI calib file (P2)')
-    parser.add_argument('--num-points', type=int, default=20000,
-                        help='LiDAR: points of the random cloud (default 20000)')
+    parser.add_argument('--num-points', type=int,
+                        help='LiDAR: time a random cloud of N points instead of KITTI frame '
+                        '000008')
     parser.add_argument('--onnx', help='benchmark this exported graph with onnxruntime')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -161,6 +182,9 @@ def _random_runner(model, task: str, cfg, args, device) -> tuple[Callable[[], ob
     """A forward of the network (or the ONNX graph) on random input, and the input's label."""
     batch = args.batch_size
     if task == 'lidar3d':
+        if args.num_points is None:
+            args.input = [os.fspath(default_point_cloud())]
+            return _file_runner(model, task, args)
         cloud = random_cloud(args.num_points, _point_cloud_range(cfg, model))
         return (lambda: inference_lidar3d(model, [cloud] * batch),
                 f'{batch}x{args.num_points}x4pts')
