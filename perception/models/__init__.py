@@ -4,6 +4,7 @@ Importing this package registers every model class in ``perception.registry.MODE
 """
 from . import (  # noqa: F401
     backbones,
+    flow,
     layers,
     lidar3d,
     mono3d,
