@@ -294,6 +294,10 @@ class SEARAFT(BaseModel):
         if iters < 0:
             raise ValueError(f'iters must be >= 0, got {iters}')
         ph, pw = (-h) % FACTOR, (-w) % FACTOR
+        smallest = FACTOR * 2 ** (self.corr_levels - 1)  # the coarsest level keeps >= 1 cell
+        if iters > 0 and min(h + ph, w + pw) < smallest:
+            raise ValueError(f'SEARAFT with {self.corr_levels} correlation levels needs images of '
+                             f'at least {smallest}x{smallest} (padded), got {h}x{w}')
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
         image1, image2 = (F.pad(x, pad, mode='replicate') for x in (image1, image2))
 
