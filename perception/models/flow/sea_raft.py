@@ -26,48 +26,10 @@ from mmengine.structures import BaseDataElement, PixelData
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.corr2d import CorrPyramid2D
 from ..layers.raft_blocks import convex_upsample
 
 FACTOR = 8  # features at 1/8 resolution; convex upsampling by 8
-
-
-class _CorrPyramid2D:
-    """All-pairs correlation pyramid with RAFT's lookup (private stand-in for
-    ``perception.models.layers.corr2d.CorrPyramid2D``, same API, until that lands).
-
-    ``fmap1``, ``fmap2``: ``(B, C, H, W)``. Level ``k`` correlates ``fmap1`` with ``fmap2``
-    average-pooled ``2**k`` times (equal to pooling the volume, as RAFT does, and to SEA-RAFT's
-    bilinear half-scaling of ``fmap2``). Called with ``coords`` ``(B, 2, H, W)`` (x, y positions in
-    ``fmap2``'s level-0 grid) it returns ``(B, num_levels * (2r+1)**2, H, W)``, taps in the
-    official order (the first offset of a tap moves x), scaled by ``1 / sqrt(C)``.
-    """
-
-    def __init__(self, fmap1: Tensor, fmap2: Tensor, num_levels: int = 4, radius: int = 4) -> None:
-        b, c, h, w = fmap1.shape
-        corr = torch.einsum('bci,bcj->bij', fmap1.flatten(2), fmap2.flatten(2)) / math.sqrt(c)
-        corr = corr.reshape(b * h * w, 1, h, w)
-        self.pyramid = [corr]
-        for _ in range(num_levels - 1):
-            corr = F.avg_pool2d(corr, 2, stride=2)
-            self.pyramid.append(corr)
-        self.radius = radius
-        d = torch.arange(-radius, radius + 1, dtype=fmap1.dtype, device=fmap1.device)
-        first, second = torch.meshgrid(d, d, indexing='ij')
-        self.delta = torch.stack([first, second], dim=-1).view(1, 2 * radius + 1,
-                                                                2 * radius + 1, 2)
-
-    def __call__(self, coords: Tensor) -> Tensor:
-        b, _, h, w = coords.shape
-        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
-        out = []
-        for level, corr in enumerate(self.pyramid):
-            hl, wl = corr.shape[-2:]
-            xy = centre / 2 ** level + self.delta
-            grid = torch.stack([2 * xy[..., 0] / max(wl - 1, 1) - 1,
-                                2 * xy[..., 1] / max(hl - 1, 1) - 1], dim=-1)
-            taps = F.grid_sample(corr, grid, align_corners=True)
-            out.append(taps.view(b, h, w, -1))
-        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
 class ResNetEncoder(nn.Module):
@@ -207,7 +169,9 @@ class SEARAFT(BaseModel):
         depth: ResNet depth of both encoders (18 for S, 34 for M / L).
         dim: hidden and context width (published 128); features are ``2 * dim`` wide.
         num_blocks: ConvNeXt blocks in the update block (published 2).
-        corr_levels, corr_radius: correlation pyramid (published 4 levels, radius 4).
+        corr_levels, corr_radius: correlation pyramid (published 4 levels, radius 4). Level
+            ``k`` pools ``fmap2`` ``2**k`` times, as SEA-RAFT's bilinear half-scaling does.
+        corr_mode: 'full' (all-pairs volume, official) or 'alt' (on-demand, O(HW) memory).
         train_iters, test_iters: refinement iterations after the direct regression in 'loss'
             and 'predict' / 'tensor' modes (``test_iters`` may be set on the instance or passed to
             ``predict_flow``); 0 keeps only the regressed flow.
@@ -221,6 +185,7 @@ class SEARAFT(BaseModel):
                  num_blocks: int = 2,
                  corr_levels: int = 4,
                  corr_radius: int = 4,
+                 corr_mode: str = 'full',
                  train_iters: int = 4,
                  test_iters: int = 4,
                  loss_gamma: float = 0.85,
@@ -239,7 +204,7 @@ class SEARAFT(BaseModel):
             raise ValueError(f'iterations must be >= 0, got train_iters={train_iters}, '
                              f'test_iters={test_iters}')
         self.dim = dim
-        self.corr_levels, self.corr_radius = corr_levels, corr_radius
+        self.corr_levels, self.corr_radius, self.corr_mode = corr_levels, corr_radius, corr_mode
         self.train_iters, self.test_iters = train_iters, test_iters
         self.loss_gamma, self.max_flow = loss_gamma, max_flow
         self.var_min, self.var_max = var_min, var_max
@@ -311,7 +276,8 @@ class SEARAFT(BaseModel):
         flows, infos = [up_flow], [up_info]
         if iters > 0:
             fmap1, fmap2 = self.fnet(torch.cat([image1, image2], dim=0)).split(b, dim=0)
-            corr_fn = _CorrPyramid2D(fmap1, fmap2, self.corr_levels, self.corr_radius)
+            corr_fn = CorrPyramid2D(fmap1, fmap2, self.corr_levels, self.corr_radius,
+                                    self.corr_mode)
             hf, wf = fmap1.shape[-2:]
             ys, xs = torch.meshgrid(torch.arange(hf, device=flow.device, dtype=flow.dtype),
                                     torch.arange(wf, device=flow.device, dtype=flow.dtype),
