@@ -8,7 +8,8 @@ import torch
 from mmengine.structures import BaseDataElement, PixelData
 
 import perception.models  # noqa: F401  (registers the preprocessor)
-from perception.models.flow import RAFT, convert_official_state_dict, flow_sequence_loss
+from perception.models.flow import RAFT, flow_sequence_loss
+from perception.models.flow.raft import convert_official_state_dict
 from perception.registry import MODELS
 
 from .raft_parity import PROBE_YX, fill_seeded_, seeded_images

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -148,6 +149,8 @@ def flow_field(sample: Any, name: str, metric: str = 'FlowMetric',
         if required:
             raise KeyError(f'{metric}: data sample has no {name!r}')
         return None
+    if isinstance(value, Mapping):  # a PixelData after mmengine's Evaluator ran to_dict()
+        value = value.get('data', value)
     if not isinstance(value, torch.Tensor):
         value = getattr(value, 'data', value) if not hasattr(value, '__array__') else value
         value = torch.as_tensor(value)

@@ -26,20 +26,24 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, drop_path: float = 0.0) -> None:
+                 downsample: nn.Module | None = None, drop_path: float = 0.0,
+                 conv_bias: bool = False, relu_before_add: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=conv_bias)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=conv_bias)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.relu_before_add = relu_before_add
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.relu_before_add:
+            out = self.relu(out)
         return self.relu(self.drop_path(out) + identity)
 
 
@@ -86,6 +90,12 @@ class ResNet(nn.Module):
             from 0 to this value (0 = the published model).
         zero_init_residual: start each block's last BN at gamma 0 (Goyal et al.), so blocks begin
             as identities.
+        num_stages: build only the first ``num_stages`` stages (the RAFT family's truncated
+            encoders use 3); ``out_indices`` must lie below it.
+        stem_pool: the stem's 3x3 max-pool; without it the stages run at strides 2..16.
+        conv_bias: biases on the convolutions (SEA-RAFT's encoders have them).
+        relu_before_add: ReLU the residual branch before the addition as well (SEA-RAFT's
+            BasicBlock; ResNet-18/34 only).
 
     Input ``(B, in_channels, H, W)``; output a tuple of ``(B, out_channels[i], H / s, W / s)`` for
     the selected stages, ``s`` in 4, 8, 16, 32 (rounded up for sizes not divisible by 32).
@@ -107,21 +117,32 @@ class ResNet(nn.Module):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  drop_path_rate: float = 0.0,
-                 zero_init_residual: bool = False) -> None:
+                 zero_init_residual: bool = False,
+                 num_stages: int = 4,
+                 stem_pool: bool = True,
+                 conv_bias: bool = False,
+                 relu_before_add: bool = False) -> None:
         super().__init__()
         if depth not in self.ARCH:
             raise ValueError(f'ResNet depth must be one of {sorted(self.ARCH)}, got {depth}')
-        out_indices = check_stage_args('ResNet', out_indices, frozen_stages)
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'ResNet num_stages must be 1..4, got {num_stages}')
+        out_indices = check_stage_args('ResNet', out_indices, frozen_stages, num_stages)
         block, layers = self.ARCH[depth]
+        if relu_before_add and block is not BasicBlock:
+            raise ValueError('ResNet relu_before_add applies to BasicBlock depths (18, 34) only')
+        layers = layers[:num_stages]
+        block_args = dict(conv_bias=conv_bias, relu_before_add=relu_before_add) \
+            if block is BasicBlock else {}
         self.depth = depth
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=conv_bias)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem_pool else nn.Identity()
 
         total = sum(layers)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -131,12 +152,12 @@ class ResNet(nn.Module):
             downsample = None
             if stride != 1 or inplanes != planes * block.expansion:
                 downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
+                    nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=conv_bias),
                     nn.BatchNorm2d(planes * block.expansion))
             first = sum(layers[:i])
-            blocks = [block(inplanes, planes, stride, downsample, rates[first])]
+            blocks = [block(inplanes, planes, stride, downsample, rates[first], **block_args)]
             inplanes = planes * block.expansion
-            blocks += [block(inplanes, planes, drop_path=rates[first + j])
+            blocks += [block(inplanes, planes, drop_path=rates[first + j], **block_args)
                        for j in range(1, num_blocks)]
             self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
             stage_channels.append(inplanes)
@@ -149,6 +170,8 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -181,7 +204,7 @@ class ResNet(nn.Module):
                              f'got {tuple(x.shape)}')
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outs = []
-        for i in range(4):
+        for i in range(max(self.out_indices) + 1):
             x = getattr(self, f'layer{i + 1}')(x)
             if i in self.out_indices:
                 outs.append(x)

@@ -1,4 +1,7 @@
-"""Optical-flow models; importing registers them in ``perception.registry.MODELS``."""
-from .raft import RAFT, convert_official_state_dict, flow_sequence_loss
+"""Optical-flow models; importing registers them in ``perception.registry.MODELS``.
 
-__all__ = ['RAFT', 'convert_official_state_dict', 'flow_sequence_loss']
+Each model module has its own ``convert_official_state_dict`` (import it from the module)."""
+from .raft import RAFT, flow_sequence_loss
+from .sea_raft import SEARAFT, mixture_of_laplace_loss
+
+__all__ = ['RAFT', 'SEARAFT', 'flow_sequence_loss', 'mixture_of_laplace_loss']

@@ -1,0 +1,65 @@
+# A small SEA-RAFT (ResNet-18 encoders truncated as published, dim 32, one ConvNeXt update block,
+# 3 correlation levels of radius 3, 3 training iterations) trained on generated 64x96 Sintel-layout
+# pairs (perception.datasets.synthetic.write_synthetic_flow, shifts up to 8 px): the learning
+# test's configuration (tests/test_learning_sea_raft.py). The test writes the data and sets the
+# data roots; `max_iters` is set there too (a short CI run and a long one).
+_base_ = ['../_base_/default_runtime.py']
+
+model = dict(
+    type='SEARAFT',
+    depth=18,
+    dim=32,
+    num_blocks=1,
+    corr_levels=3,
+    corr_radius=3,
+    train_iters=3,
+    test_iters=8,
+    loss_gamma=0.85,
+    data_preprocessor=dict(type='StereoDataPreprocessor'),
+)
+
+train_pipeline = [
+    dict(type='LoadFlowPair'),
+    dict(type='LoadFlow', required=True),
+    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
+    dict(type='PackFlowInputs'),
+]
+test_pipeline = [
+    dict(type='LoadFlowPair'),
+    dict(type='LoadFlow', required=True),
+    dict(type='PackFlowInputs'),
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type='SintelDataset', data_root='data/synthetic_flow/train', pass_name='clean',
+                 pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='SintelDataset', data_root='data/synthetic_flow/val', pass_name='clean',
+                 pipeline=test_pipeline, test_mode=True),
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='FlowMetric')
+test_evaluator = val_evaluator
+
+max_iters = 1500
+lr = 1e-3
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(type='OptimWrapper',
+                     optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-5, eps=1e-8),
+                     clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type='OneCycleLR', eta_max=lr, total_steps=max_iters + 100, pct_start=0.05,
+         by_epoch=False, anneal_strategy='linear'),
+]
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=max_iters))
+
+# benchmark input: a pair at the synthetic scenes' size
+benchmark = dict(input_shape=[2, 3, 64, 96])
