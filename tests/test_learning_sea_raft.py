@@ -46,7 +46,7 @@ def _zero_flow_epe(root) -> float:
 
 
 @pytest.mark.slow
-def test_sea_raft_learns_ci(tmp_path):
+def test_sea_raft_learns_ci(tmp_path, one_thread):
     """100 steps at batch 2: held-out EPE below half the zero-flow EPE.
     Runtime and EPE not yet measured (deadline): expected ~100 s on one core (1 s per step)."""
     torch.manual_seed(0)
@@ -62,7 +62,7 @@ def test_sea_raft_learns_ci(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_sea_raft_reaches_subpixel_epe(tmp_path):
+def test_sea_raft_reaches_subpixel_epe(tmp_path, one_thread):
     """1500 steps at batch 2 to held-out EPE < 1 px (not yet measured: ~25 min on one core)."""
     torch.manual_seed(0)
     start = time.perf_counter()

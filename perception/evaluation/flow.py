@@ -28,8 +28,8 @@ Aggregation over a dataset, both reported by :class:`FlowMetric`:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
