@@ -5,6 +5,8 @@
         [--iters N] [--max-side S] [--low-memory] [--device cpu|cuda]
     python tools/infer.py sr CONFIG CHECKPOINT --input IMG_OR_DIR --out-dir DIR
         [--tile 256 --tile-overlap 32 --tile-batch 4] [--device cpu|cuda]
+    python tools/infer.py flow CONFIG CHECKPOINT --first A.png --second B.png --out-dir DIR
+        [--iters N] [--force] [--device cpu|cuda]
 
 ``stereo`` writes ``disp.png`` (KITTI 16-bit, ``d * 256``, 0 = invalid), ``disp.pfm`` (float32),
 ``disp_color.png`` (turbo colour map) and, given a calibration, ``depth.pfm`` (the baseline's unit:
@@ -12,6 +14,11 @@ mm for Middlebury ``calib.txt``; ``inf`` = invalid) and ``cloud.ply`` (binary li
 float + red green blue uchar, left-camera frame, valid pixels only). ``--max-side`` runs the
 network on a copy downscaled so that its longer side is at most S pixels, then resizes the
 disparity back to full resolution and rescales its values, to bound memory on large images.
+
+``flow`` writes the optical flow from ``--first`` to ``--second`` as ``<stem>.flo`` (Middlebury,
+float32), ``<stem>_kitti.png`` (KITTI 16-bit, ``u * 64 + 2 ** 15``) and ``<stem>_color.png``
+(Middlebury colour wheel), ``<stem>`` being the first image's name stem. Each file is written
+atomically; existing outputs are only replaced with ``--force``.
 
 ``sr`` super-resolves one image or every image of a folder and writes ``<stem>.png`` (8-bit RGB)
 per input into the output folder. ``--tile T`` runs the network on ``T x T`` LR tiles that
@@ -28,11 +35,13 @@ import numpy as np
 from perception.apis.inference import (
     depth_to_points,
     disparity_to_depth,
+    inference_flow,
     inference_sr,
     inference_stereo,
     init_model,
     write_ply,
 )
+from perception.datasets.flow_io import write_flo, write_kitti_flow
 from perception.datasets.stereo_io import (
     read_calib_txt,
     write_kitti_disparity,
@@ -44,6 +53,7 @@ from perception.engine.cli import exits_cleanly_on_user_error
 from perception.engine.errors import ConfigError, DataError
 from perception.visualization.boxes3d import write_png
 from perception.visualization.colors import colorize
+from perception.visualization.flow import flow_to_color
 
 
 def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -89,11 +99,27 @@ def _add_sr_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sr)
 
 
+def _add_flow_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser('flow', help='optical flow between two frames',
+                              description='Optical flow from the first frame to the second, '
+                              'as .flo, KITTI 16-bit PNG and a colour-wheel image.')
+    p.add_argument('config', help='config file of the flow model')
+    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
+    p.add_argument('--first', required=True, help='first frame (the flow starts here)')
+    p.add_argument('--second', required=True, help='second frame, same size as the first')
+    p.add_argument('--out-dir', required=True, help='folder for the outputs (created)')
+    p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
+    p.add_argument('--force', action='store_true', help='overwrite existing outputs')
+    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
+    p.set_defaults(func=run_flow)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Run a perception model on your own inputs.')
     subparsers = parser.add_subparsers(dest='task', required=True, metavar='TASK')
     _add_stereo_parser(subparsers)
     _add_sr_parser(subparsers)
+    _add_flow_parser(subparsers)
     return parser.parse_args(argv)
 
 
@@ -212,6 +238,34 @@ def run_sr(args: argparse.Namespace) -> None:
         write_png(out / f'{path.stem}.png', sr)
         print(f'{path}: {image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]}, wrote '
               f'{out / (path.stem + ".png")}', flush=True)
+
+
+def run_flow(args: argparse.Namespace) -> None:
+    if args.iters is not None and args.iters < 1:
+        raise ConfigError(f'--iters must be >= 1, got {args.iters}')
+    first, second = read_rgb(args.first), read_rgb(args.second)
+    if first.shape != second.shape:
+        (h1, w1), (h2, w2) = first.shape[:2], second.shape[:2]
+        raise DataError(f'flow pair of different sizes: first {args.first} is {w1}x{h1}, '
+                        f'second {args.second} is {w2}x{h2} (width x height)')
+    out = Path(args.out_dir)
+    stem = Path(args.first).stem
+    names = [f'{stem}.flo', f'{stem}_kitti.png', f'{stem}_color.png']
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not args.force:  # checked before the (slow) network runs
+        raise ConfigError(f'{out}: {", ".join(existing)} exist(s); pass --force to overwrite')
+
+    model = init_model(args.config, args.checkpoint, args.device)
+    flow = inference_flow(model, first, second, args.iters)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_flo(out / names[0], flow)
+    write_kitti_flow(out / names[1], flow)
+    write_png(out / names[2], flow_to_color(flow))
+    magnitude = np.linalg.norm(flow, axis=2)
+    height, width = flow.shape[:2]
+    print(f'flow {width}x{height}: mean |flow| {magnitude.mean():.2f} max {magnitude.max():.2f} '
+          f'px; wrote {", ".join(names)} to {out}')
 
 
 @exits_cleanly_on_user_error
