@@ -37,6 +37,7 @@ LIDAR_CONFIG = ROOT / 'configs/flatformer/flatformer_demo.py'
 SR_CONFIG = ROOT / 'configs/espcn/espcn_x3_synthetic-sr.py'
 KITTI_FRAME = ROOT / 'data/demo/kitti_000008'
 FRAME_ID = '000008'
+PRED_COLOR = (255, 40, 40)
 # (train scenes, held-out scenes, iterations). Full: about 0.45 s per scene and 0.5-0.8 s per
 # iteration on a loaded 2-core machine, so that the whole demo stays within 6 minutes.
 FULL = (60, 20, 300)
@@ -108,12 +109,12 @@ def lidar_frame_outputs(config: Path, checkpoint: Path, out_dir: Path) -> dict:
     names = [classes[i] for i in result['labels']]
     pred_lidar = LiDARBoxes3D(boxes)
     points = np.fromfile(cloud, dtype=np.float32).reshape(-1, 4)
-    bev = render_bev(points, pred_lidar, out_dir / f'{FRAME_ID}_bev.png', gt_boxes=gt_lidar,
-                     labels=names)
-    del bev
+    # Labels green (render_bev's ground-truth colour), predictions red whatever their class.
+    render_bev(points, pred_lidar, out_dir / f'{FRAME_ID}_bev.png', gt_boxes=gt_lidar,
+               colors=PRED_COLOR)
     overlay = draw_projected_boxes(image, gt_camera, calib.P2, colors=(0, 255, 0))
     overlay = draw_projected_boxes(overlay, pred_lidar, calib.lidar2img(2), labels=names,
-                                   scores=result['scores'].tolist())
+                                   scores=result['scores'].tolist(), colors=PRED_COLOR)
     image_path = write_png(out_dir / f'{FRAME_ID}_image.png', overlay)
 
     annos = kitti_annos_from_lidar_boxes(
