@@ -13,11 +13,11 @@ import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
 
 from perception.engine.checkpoint import adapt_state_dict, load_state_dict, read_checkpoint
 from perception.engine.cli import (
     add_run_arguments,
+    build_runner,
     exits_cleanly_on_user_error,
     prepare_config,
     write_json,
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
                             dict(type='SavePredictionsHook', out_dir=show_dir)]
     checkpoint = read_checkpoint(args.checkpoint)  # a bad file fails before the Runner is built
     cfg.load_from, cfg.resume = None, False  # loaded strictly below instead
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     load_state_dict(model, adapt_state_dict(checkpoint, args.checkpoint), strict=True,
                     source=args.checkpoint)

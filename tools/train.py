@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 
 import torch
-from mmengine.runner import Runner
 
-from perception.engine.cli import add_run_arguments, exits_cleanly_on_user_error, prepare_config
+from perception.engine.cli import (
+    add_run_arguments,
+    build_runner,
+    exits_cleanly_on_user_error,
+    prepare_config,
+)
 from perception.engine.distributed import finish_distributed_run
 
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     finish_distributed_run()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
 from ..registry import UnknownTypeError
 from .config import load_config
@@ -75,3 +77,36 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as JSON atomically (temporary file, then rename)."""
     atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True).encode(),
                        durable=False)
+
+
+class HideStartupDumps(logging.Filter):
+    """Keep mmengine's start-up dumps off the console: the environment (``System environment:``),
+    the whole config (``Config:``) and the hook table (``Hooks will be executed``), a few hundred
+    lines before the first iteration. The log file in the work dir keeps them."""
+
+    HIDDEN = ('System environment:', 'Config:\n', 'Hooks will be executed',
+              'Distributed training is not used')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().lstrip('\n-')
+        return not message.startswith(self.HIDDEN)
+
+
+class QuietConsoleRunner(Runner):
+    """mmengine's ``Runner`` whose console handler drops :class:`HideStartupDumps`' records."""
+
+    def build_logger(self, *args: Any, **kwargs: Any):
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            # FileHandler is a StreamHandler too: only the console stream is filtered.
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                    handler, logging.FileHandler):
+                if not any(isinstance(f, HideStartupDumps) for f in handler.filters):
+                    handler.addFilter(HideStartupDumps())
+        return logger
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The Runner of ``tools/train.py`` and ``tools/test.py``: ``Runner.from_cfg`` with a quiet
+    console (see :class:`HideStartupDumps`)."""
+    return QuietConsoleRunner.from_cfg(cfg)
