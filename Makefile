@@ -24,8 +24,9 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# `make demo TASK=sr` picks another of tools/demo.py's tasks (default lidar3d).
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(TASK),--task $(TASK))
 
 # The fast suite, then the learning tests (marked slow). pytest's exit code 5 means "no test
 # selected", which is not a failure for the slow half while no slow test exists.
