@@ -1,4 +1,4 @@
-# ESPCN x3 trained on generated images: the `make demo` job until the task heads land.
+# ESPCN x3 trained on generated images: `make demo TASK=sr` (tools/demo.py --task sr).
 _base_ = [
     '../_base_/models/espcn.py',
     '../_base_/datasets/synthetic_sr_x3.py',
