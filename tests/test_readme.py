@@ -2,8 +2,9 @@
 
 The example loads the checkpoint ``make demo`` writes; here a checkpoint of the same config with
 its initial (seeded random) weights stands in for it, so the test checks the API calls and the
-printout, not what a trained detector finds. The guides are checked for paths, links, cited
-test files and dataset class names. Measured: 7 s for the file on the loaded 2-core machine.
+printout, not what a trained detector finds. The README and the guides are checked for paths,
+links, cited test files and dataset class names. Measured: 7 s for the file on the loaded 2-core
+machine.
 """
 from __future__ import annotations
 
@@ -92,11 +93,12 @@ def test_readme_commands_use_existing_tools_and_flags():
     assert checked > 30
 
 
-GUIDES = ['README.md', 'docs/get_started.md', 'data/README.md']
+GUIDES = ['README.md', 'docs/get_started.md', 'data/README.md', 'docs/conventions.md',
+          'docs/robotics.md']
 
 
 def test_guides_name_existing_files_configs_and_datasets():
-    """Paths, links and dataset classes named in the README and the two guides it checks."""
+    """Paths, links and dataset classes named in the README and the guides."""
     import perception.datasets  # noqa: F401  (registers the dataset classes)
     from perception.registry import DATASETS
 
