@@ -107,6 +107,37 @@ def test_bad_arguments_raise_clear_errors():
         resnet18()(torch.zeros(1, 1, 32, 32))
 
 
+def _basic_resnet_parameters(width: int, blocks: tuple[int, ...]) -> int:
+    """Hand count of a BasicBlock ResNet without classifier: 7x7 stem, then per stage of width
+    ``width * 2**i`` two 3x3 convs + two BatchNorms per block, a 1x1 + BatchNorm shortcut where
+    the width or stride changes."""
+    total = 3 * 49 * width + 2 * width
+    c_in = width
+    for i, n in enumerate(blocks):
+        c = width * 2 ** i
+        for j in range(n):
+            first_in = c_in if j == 0 else c
+            total += first_in * 9 * c + c * 9 * c + 4 * c
+            if j == 0 and (i > 0 or first_in != c):
+                total += first_in * c + 2 * c
+        c_in = c
+    return total
+
+
+def test_resnet_base_channels_scales_every_stage():
+    assert sum(p.numel() for p in resnet18().parameters()) == _basic_resnet_parameters(
+        64, (2, 2, 2, 2))  # 11,176,512: torchvision's 11,689,512 less the 513,000 classifier
+    narrow = ResNet(depth=18, base_channels=16)
+    assert narrow.out_channels == [16, 32, 64, 128]
+    assert sum(p.numel() for p in narrow.parameters()) == _basic_resnet_parameters(
+        16, (2, 2, 2, 2))
+    outs = narrow(torch.zeros(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16), (1, 32, 8, 8), (1, 64, 4, 4),
+                                              (1, 128, 2, 2)]
+    with pytest.raises(ValueError, match='base_channels must be >= 1'):
+        ResNet(depth=18, base_channels=0)
+
+
 def test_resnet_v1_5_strides_on_the_3x3_conv():
     model = resnet50()
     block = model.layer2[0]

@@ -9,6 +9,7 @@ model = dict(
     type='SEARAFT',
     depth=18,
     dim=32,
+    encoder_channels=16,
     num_blocks=1,
     corr_levels=3,
     corr_radius=3,

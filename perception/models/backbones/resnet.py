@@ -96,6 +96,8 @@ class ResNet(nn.Module):
         conv_bias: biases on the convolutions (SEA-RAFT's encoders have them).
         relu_before_add: ReLU the residual branch before the addition as well (SEA-RAFT's
             BasicBlock; ResNet-18/34 only).
+        base_channels: the stem's and first stage's width; stage ``i`` has
+            ``base_channels * 2**i`` (published 64; narrower only for small test variants).
 
     Input ``(B, in_channels, H, W)``; output a tuple of ``(B, out_channels[i], H / s, W / s)`` for
     the selected stages, ``s`` in 4, 8, 16, 32 (rounded up for sizes not divisible by 32).
@@ -121,12 +123,15 @@ class ResNet(nn.Module):
                  num_stages: int = 4,
                  stem_pool: bool = True,
                  conv_bias: bool = False,
-                 relu_before_add: bool = False) -> None:
+                 relu_before_add: bool = False,
+                 base_channels: int = 64) -> None:
         super().__init__()
         if depth not in self.ARCH:
             raise ValueError(f'ResNet depth must be one of {sorted(self.ARCH)}, got {depth}')
         if not 1 <= num_stages <= 4:
             raise ValueError(f'ResNet num_stages must be 1..4, got {num_stages}')
+        if base_channels < 1:
+            raise ValueError(f'ResNet base_channels must be >= 1, got {base_channels}')
         out_indices = check_stage_args('ResNet', out_indices, frozen_stages, num_stages)
         block, layers = self.ARCH[depth]
         if relu_before_add and block is not BasicBlock:
@@ -139,15 +144,16 @@ class ResNet(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=conv_bias)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, 2, 3, bias=conv_bias)
+        self.bn1 = nn.BatchNorm2d(base_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem_pool else nn.Identity()
 
         total = sum(layers)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        inplanes, stage_channels = 64, []
-        for i, (num_blocks, planes) in enumerate(zip(layers, (64, 128, 256, 512))):
+        widths = tuple(base_channels * 2 ** i for i in range(4))
+        inplanes, stage_channels = base_channels, []
+        for i, (num_blocks, planes) in enumerate(zip(layers, widths)):
             stride = 1 if i == 0 else 2
             downsample = None
             if stride != 1 or inplanes != planes * block.expansion:

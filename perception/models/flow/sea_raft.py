@@ -36,11 +36,12 @@ class ResNetEncoder(nn.Module):
     """A truncated ResNet from the backbone registry (3 stages, no stem pooling: stride 8) and a
     1x1 projection. ``(B, in_channels, H, W)`` -> ``(B, out_dim, H / 8, W / 8)``."""
 
-    def __init__(self, depth: int, in_channels: int, out_dim: int) -> None:
+    def __init__(self, depth: int, in_channels: int, out_dim: int,
+                 base_channels: int = 64) -> None:
         super().__init__()
         self.backbone = MODELS.build(dict(
             type='ResNet', depth=depth, in_channels=in_channels, out_indices=(2,), num_stages=3,
-            stem_pool=False, conv_bias=True, relu_before_add=True))
+            stem_pool=False, conv_bias=True, relu_before_add=True, base_channels=base_channels))
         self.proj = nn.Conv2d(self.backbone.out_channels[-1], out_dim, 1)
         nn.init.kaiming_normal_(self.proj.weight, mode='fan_out', nonlinearity='relu')
         nn.init.zeros_(self.proj.bias)
@@ -168,6 +169,8 @@ class SEARAFT(BaseModel):
     Args:
         depth: ResNet depth of both encoders (18 for S, 34 for M / L).
         dim: hidden and context width (published 128); features are ``2 * dim`` wide.
+        encoder_channels: the encoders' ResNet base width (published 64; narrower for small
+            test variants).
         num_blocks: ConvNeXt blocks in the update block (published 2).
         corr_levels, corr_radius: correlation pyramid (published 4 levels, radius 4). Level
             ``k`` pools ``fmap2`` ``2**k`` times, as SEA-RAFT's bilinear half-scaling does.
@@ -182,6 +185,7 @@ class SEARAFT(BaseModel):
     def __init__(self,
                  depth: int = 34,
                  dim: int = 128,
+                 encoder_channels: int = 64,
                  num_blocks: int = 2,
                  corr_levels: int = 4,
                  corr_radius: int = 4,
@@ -209,7 +213,7 @@ class SEARAFT(BaseModel):
         self.loss_gamma, self.max_flow = loss_gamma, max_flow
         self.var_min, self.var_max = var_min, var_max
 
-        self.cnet = ResNetEncoder(depth, 6, 2 * dim)
+        self.cnet = ResNetEncoder(depth, 6, 2 * dim, encoder_channels)
         self.init_conv = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1)
         self.upsample_weight = nn.Sequential(
             nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True),
@@ -218,7 +222,7 @@ class SEARAFT(BaseModel):
         self.flow_head = nn.Sequential(
             nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(2 * dim, 6, 3, padding=1))
-        self.fnet = ResNetEncoder(depth, 3, 2 * dim)
+        self.fnet = ResNetEncoder(depth, 3, 2 * dim, encoder_channels)
         self.update_block = UpdateBlock(corr_levels * (2 * corr_radius + 1) ** 2, dim, num_blocks)
 
     def _head(self, net: Tensor) -> tuple[Tensor, Tensor, Tensor]:
