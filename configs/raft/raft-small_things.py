@@ -4,3 +4,5 @@
 _base_ = ['./raft_things.py']
 
 model = dict(small=True)
+# the chairs stage of RAFT-small is raft_chairs.py with model.small=True
+load_from = None
