@@ -56,15 +56,38 @@ from perception.visualization.colors import colorize
 from perception.visualization.flow import flow_to_color
 
 
+def _add_pair_arguments(p: argparse.ArgumentParser, task: str, roles: tuple[str, str],
+                        first_help: str, second_help: str) -> None:
+    """The arguments the two-frame subcommands (stereo, flow) share."""
+    p.add_argument('config', help=f'config file of the {task} model')
+    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
+    p.add_argument(f'--{roles[0]}', required=True, help=first_help)
+    p.add_argument(f'--{roles[1]}', required=True, help=second_help)
+    p.add_argument('--out-dir', required=True, help='folder for the outputs (created)')
+    p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
+    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
+
+
+def _read_pair(args: argparse.Namespace, task: str,
+               roles: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Check ``--iters`` and read the two frames named by ``--<role>``, of one size."""
+    if args.iters is not None and args.iters < 1:
+        raise ConfigError(f'--iters must be >= 1, got {args.iters}')
+    paths = [getattr(args, role) for role in roles]
+    one, two = (read_rgb(path) for path in paths)
+    if one.shape != two.shape:
+        (h1, w1), (h2, w2) = one.shape[:2], two.shape[:2]
+        raise DataError(f'{task} pair of different sizes: {roles[0]} {paths[0]} is {w1}x{h1}, '
+                        f'{roles[1]} {paths[1]} is {w2}x{h2} (width x height)')
+    return one, two
+
+
 def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser('stereo', help='disparity, depth and point cloud of a stereo pair',
                               description='Disparity (and with a calibration depth and a '
                               'coloured point cloud) of a rectified stereo pair.')
-    p.add_argument('config', help='config file of the stereo model')
-    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
-    p.add_argument('--left', required=True, help='left (reference) image')
-    p.add_argument('--right', required=True, help='right image, same size as the left')
-    p.add_argument('--out-dir', required=True, help='folder for the outputs (created)')
+    _add_pair_arguments(p, 'stereo', ('left', 'right'), 'left (reference) image',
+                        'right image, same size as the left')
     p.add_argument('--calib', help='Middlebury / ETH3D calib.txt (cam0, baseline, doffs)')
     p.add_argument('--focal', type=float, help='focal length in pixels (instead of --calib)')
     p.add_argument('--baseline', type=float, help='baseline, in the unit depth should have')
@@ -72,13 +95,11 @@ def _add_stereo_parser(subparsers: argparse._SubParsersAction) -> None:
                    help='cx_right - cx_left in pixels (default 0)')
     p.add_argument('--cx', type=float, help='principal point x (default: image centre)')
     p.add_argument('--cy', type=float, help='principal point y (default: image centre)')
-    p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
     p.add_argument('--max-side', type=int,
                    help='downscale the pair so its longer side is at most this many pixels')
     p.add_argument('--low-memory', action='store_true',
                    help="compute correlations on demand instead of storing the full volume "
                    "(RAFT-Stereo's 'alt' lookup: same result, less memory, slower)")
-    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
     p.set_defaults(func=run_stereo)
 
 
@@ -103,14 +124,9 @@ def _add_flow_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser('flow', help='optical flow between two frames',
                               description='Optical flow from the first frame to the second, '
                               'as .flo, KITTI 16-bit PNG and a colour-wheel image.')
-    p.add_argument('config', help='config file of the flow model')
-    p.add_argument('checkpoint', help='checkpoint (.pth) that fits the config exactly')
-    p.add_argument('--first', required=True, help='first frame (the flow starts here)')
-    p.add_argument('--second', required=True, help='second frame, same size as the first')
-    p.add_argument('--out-dir', required=True, help='folder for the outputs (created)')
-    p.add_argument('--iters', type=int, help="refinement iterations (default: the model's)")
+    _add_pair_arguments(p, 'flow', ('first', 'second'), 'first frame (the flow starts here)',
+                        'second frame, same size as the first')
     p.add_argument('--force', action='store_true', help='overwrite existing outputs')
-    p.add_argument('--device', default='cpu', help='torch device (default cpu)')
     p.set_defaults(func=run_flow)
 
 
@@ -163,15 +179,9 @@ def _upscale_disparity(disp: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def run_stereo(args: argparse.Namespace) -> None:
-    if args.iters is not None and args.iters < 1:
-        raise ConfigError(f'--iters must be >= 1, got {args.iters}')
     if args.max_side is not None and args.max_side < 32:
         raise ConfigError(f'--max-side must be >= 32, got {args.max_side}')
-    left, right = read_rgb(args.left), read_rgb(args.right)
-    if left.shape != right.shape:
-        (hl, wl), (hr, wr) = left.shape[:2], right.shape[:2]
-        raise DataError(f'stereo pair of different sizes: left {args.left} is {wl}x{hl}, '
-                        f'right {args.right} is {wr}x{hr} (width x height)')
+    left, right = _read_pair(args, 'stereo', ('left', 'right'))
     height, width = left.shape[:2]
     camera = _camera(args, width, height)  # checked before the (slow) network runs
 
@@ -241,13 +251,7 @@ def run_sr(args: argparse.Namespace) -> None:
 
 
 def run_flow(args: argparse.Namespace) -> None:
-    if args.iters is not None and args.iters < 1:
-        raise ConfigError(f'--iters must be >= 1, got {args.iters}')
-    first, second = read_rgb(args.first), read_rgb(args.second)
-    if first.shape != second.shape:
-        (h1, w1), (h2, w2) = first.shape[:2], second.shape[:2]
-        raise DataError(f'flow pair of different sizes: first {args.first} is {w1}x{h1}, '
-                        f'second {args.second} is {w2}x{h2} (width x height)')
+    first, second = _read_pair(args, 'flow', ('first', 'second'))
     out = Path(args.out_dir)
     stem = Path(args.first).stem
     names = [f'{stem}.flo', f'{stem}_kitti.png', f'{stem}_color.png']

@@ -1,22 +1,40 @@
-# RAFT (Teed & Deng, ECCV 2020), stage 'things' of the published schedule
-# (chairs -> things -> sintel -> kitti)
-# official train_standard.sh: 100000 iterations, batch 6, crop (400, 720), AdamW lr 1.25e-4,
-# weight decay 1e-4, sequence-loss gamma 0.8, one-cycle (linear) schedule, gradients clipped at 1.
-# Model, optimiser and schedule only: the dataloaders are still to be added.
-_base_ = ['../_base_/default_runtime.py']
+# RAFT, stage 'things' of the published schedule (chairs -> things -> sintel -> kitti), from the
+# chairs stage. Official train_standard.sh: 100000 iterations, batch 6, crop (400, 720), AdamW
+# lr 1.25e-4, weight decay 1e-4, gamma 0.8; BatchNorm frozen from here on (train.py). Data:
+# FlyingThings3D clean + final passes, scale 2**[-0.4, 0.8]; validated on Sintel (32 iterations).
+_base_ = ['./raft_chairs.py']
 
+load_from = 'work_dirs/raft_chairs/iter_100000.pth'
+model = dict(test_iters=32, loss_gamma=0.8, freeze_bn=True)
 crop_size = (400, 720)
-model = dict(type='RAFT', small=False, corr_mode='full', train_iters=12, test_iters=32,
-             loss_gamma=0.8, max_flow=400.0, freeze_bn=True,
-             data_preprocessor=dict(type='StereoDataPreprocessor'))
-train_batch_size = 6
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=100000, val_interval=5000)
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=1.25e-4, weight_decay=1e-4, eps=1e-8),
-                     clip_grad=dict(max_norm=1.0))
-param_scheduler = [
-    dict(type='OneCycleLR', eta_max=1.25e-4, total_steps=100000 + 100, pct_start=0.05,
-         by_epoch=False,
-         anneal_strategy='linear'),
+train_pipeline = [
+    dict(type='LoadFlowPair'),
+    dict(type='LoadFlow', required=True),
+    dict(type='FlowColorJitter'),
+    dict(type='FlowEraser'),
+    dict(type='FlowRandomScale', min_scale=-0.4, max_scale=0.8, crop_size=crop_size),
+    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
+    dict(type='FlowRandomCrop', crop_size=crop_size),
+    dict(type='PackFlowInputs'),
 ]
-benchmark = dict(input_shape=[2, 3, 436, 1024])
+train_dataloader = dict(
+    batch_size=6,
+    dataset=dict(_delete_=True, type='ConcatDataset', datasets=[
+        dict(type='FlyingThings3DFlowDataset', data_root='data/FlyingThings3D',
+             render_pass=render_pass, pipeline=train_pipeline)
+        for render_pass in ('cleanpass', 'finalpass')]),
+)
+val_dataloader = dict(
+    dataset=dict(type='SintelDataset', data_root='data/Sintel', pass_name='clean',
+                 split='training'),
+)
+test_dataloader = val_dataloader
+
+max_iters = 100000
+lr = 1.25e-4
+train_cfg = dict(max_iters=max_iters)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='OneCycleLR', eta_max=lr, total_steps=max_iters + 100, pct_start=0.05,
+         by_epoch=False, anneal_strategy='linear'),
+]

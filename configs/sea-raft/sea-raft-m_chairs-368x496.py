@@ -6,7 +6,8 @@
 # The official recipe starts from a TartanAir pre-training (Tartan480x640: batch 32, lr 4e-4,
 # 300k steps); this project has no TartanAir dataset yet, so pass it with `load_from` if you
 # have one. Stages chain through `load_from` (see the later configs).
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py',
+          '../_base_/schedules/raft-family_adamw-onecycle.py']
 
 model = dict(
     type='SEARAFT',
@@ -58,17 +59,11 @@ val_dataloader = dict(
                  split='training', pipeline=test_pipeline, test_mode=True),
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(type='FlowMetric')
-test_evaluator = val_evaluator
 
 max_iters = 100000
 lr = 2.5e-4
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4, eps=1e-8),
-                     clip_grad=dict(max_norm=1.0))
+train_cfg = dict(max_iters=max_iters, val_interval=10000)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-4))
 param_scheduler = [
     dict(type='OneCycleLR', eta_max=lr, total_steps=max_iters + 100, pct_start=0.05,
          by_epoch=False, anneal_strategy='linear'),

@@ -3,7 +3,8 @@
 # pairs (perception.datasets.synthetic.write_synthetic_flow, shifts up to 8 px): the learning
 # test's configuration (tests/test_learning_sea_raft.py). The test writes the data and sets the
 # data roots; `max_iters` is set there too (a short CI run and a long one).
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py',
+          '../_base_/schedules/raft-family_adamw-onecycle.py']
 
 model = dict(
     type='SEARAFT',
@@ -45,17 +46,11 @@ val_dataloader = dict(
                  pipeline=test_pipeline, test_mode=True),
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(type='FlowMetric')
-test_evaluator = val_evaluator
 
 max_iters = 1500
 lr = 1e-3
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-5, eps=1e-8),
-                     clip_grad=dict(max_norm=1.0))
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-5))
 param_scheduler = [
     dict(type='OneCycleLR', eta_max=lr, total_steps=max_iters + 100, pct_start=0.05,
          by_epoch=False, anneal_strategy='linear'),

@@ -93,6 +93,38 @@ def _model_device(model: Any) -> torch.device:
     return first.device if first is not None else torch.device('cpu')
 
 
+def _stack_image_pairs(one: ImageInput | Sequence[ImageInput],
+                       two: ImageInput | Sequence[ImageInput], roles: tuple[str, str], task: str,
+                       why: str) -> tuple[torch.Tensor, list[str]]:
+    """Read one pair (or two equal-length lists of pair members) into ``(B, 2, 3, H, W)`` uint8.
+
+    ``roles`` names the two frames in errors ('left', 'right'); ``task`` and ``why`` word the
+    error for a pair of two sizes. Returns the batch and the first frames' names.
+
+    Raises:
+        ValueError: one image against a list, lists of different or zero length.
+        DataError: unreadable images, a pair of two sizes, pairs of different sizes.
+    """
+    batch = _is_batch(one)
+    ones, twos = (list(one), list(two)) if batch else ([one], [two])
+    if _is_batch(two) != batch or len(ones) != len(twos) or not ones:
+        raise ValueError(f'{roles[0]} and {roles[1]} must both be one image or two lists of '
+                         'equal, non-zero length')
+    pairs, names = [], []
+    for i, (a, b) in enumerate(zip(ones, twos)):
+        suffix = f' {i}' if batch else ''
+        img_a, name_a = _read_image(a, roles[0] + suffix)
+        img_b, name_b = _read_image(b, roles[1] + suffix)
+        if img_a.shape != img_b.shape:
+            (ha, wa), (hb, wb) = img_a.shape[:2], img_b.shape[:2]
+            raise DataError(f'{task} pair of different sizes: {roles[0]} {name_a} is {wa}x{ha}, '
+                            f'{roles[1]} {name_b} is {wb}x{hb} (width x height); {why}')
+        pairs.append(np.stack([img_a, img_b]).transpose(0, 3, 1, 2))  # (2, 3, H, W)
+        names.append(name_a)
+    _check_one_size([p.shape[-2:] for p in pairs], names, f'{task} pairs')
+    return torch.from_numpy(np.ascontiguousarray(np.stack(pairs))), names
+
+
 def inference_stereo(model: nn.Module | OnnxModel, left: ImageInput | Sequence[ImageInput],
                      right: ImageInput | Sequence[ImageInput],
                      iters: int | None = None) -> np.ndarray | list[np.ndarray]:
@@ -115,24 +147,8 @@ def inference_stereo(model: nn.Module | OnnxModel, left: ImageInput | Sequence[I
         different sizes.
     """
     batch = _is_batch(left)
-    lefts, rights = (list(left), list(right)) if batch else ([left], [right])
-    if _is_batch(right) != batch or len(lefts) != len(rights) or not lefts:
-        raise ValueError('left and right must both be one image or two lists of equal, '
-                         'non-zero length')
-    pairs, names = [], []
-    for i, (lft, rgt) in enumerate(zip(lefts, rights)):
-        suffix = f' {i}' if batch else ''
-        left_img, left_name = _read_image(lft, 'left' + suffix)
-        right_img, right_name = _read_image(rgt, 'right' + suffix)
-        if left_img.shape != right_img.shape:
-            (hl, wl), (hr, wr) = left_img.shape[:2], right_img.shape[:2]
-            raise DataError(f'stereo pair of different sizes: left {left_name} is {wl}x{hl}, '
-                            f'right {right_name} is {wr}x{hr} (width x height); a rectified pair '
-                            'must have one size')
-        pairs.append(np.stack([left_img, right_img]).transpose(0, 3, 1, 2))  # (2, 3, H, W)
-        names.append(left_name)
-    _check_one_size([p.shape[-2:] for p in pairs], names, 'stereo pairs')
-    inputs = torch.from_numpy(np.ascontiguousarray(np.stack(pairs)))  # (B, 2, 3, H, W) uint8
+    inputs, _ = _stack_image_pairs(left, right, ('left', 'right'), 'stereo',
+                                   'a rectified pair must have one size')
     with torch.inference_mode():
         # The preprocessor moves the pair to the model's device and scales it to [-1, 1].
         data = model.data_preprocessor({'inputs': inputs}, False)
@@ -163,34 +179,18 @@ def inference_flow(model: nn.Module | OnnxModel, first: ImageInput | Sequence[Im
         pairs of different sizes, or a model that returns non-finite flow.
     """
     batch = _is_batch(first)
-    firsts, seconds = (list(first), list(second)) if batch else ([first], [second])
-    if _is_batch(second) != batch or len(firsts) != len(seconds) or not firsts:
-        raise ValueError('first and second must both be one image or two lists of equal, '
-                         'non-zero length')
     if iters is not None and iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
-    pairs, names = [], []
-    for i, (one, two) in enumerate(zip(firsts, seconds)):
-        suffix = f' {i}' if batch else ''
-        first_img, first_name = _read_image(one, 'first' + suffix)
-        second_img, second_name = _read_image(two, 'second' + suffix)
-        if first_img.shape != second_img.shape:
-            (h1, w1), (h2, w2) = first_img.shape[:2], second_img.shape[:2]
-            raise DataError(f'flow pair of different sizes: first {first_name} is {w1}x{h1}, '
-                            f'second {second_name} is {w2}x{h2} (width x height); both frames '
-                            'must have one size')
-        pairs.append(np.stack([first_img, second_img]).transpose(0, 3, 1, 2))  # (2, 3, H, W)
-        names.append(first_name)
-    _check_one_size([p.shape[-2:] for p in pairs], names, 'flow pairs')
-    inputs = torch.from_numpy(np.ascontiguousarray(np.stack(pairs)))  # (B, 2, 3, H, W) uint8
+    inputs, names = _stack_image_pairs(first, second, ('first', 'second'), 'flow',
+                                       'both frames must have one size')
     with torch.inference_mode():
         # The preprocessor moves the pair to the model's device and scales it to [-1, 1].
         data = model.data_preprocessor({'inputs': inputs}, False)
         flow = model.predict_flow(data['inputs'], iters).float().cpu()
-    height, width = pairs[0].shape[-2:]
-    if flow.shape != (len(pairs), 2, height, width):
+    height, width = inputs.shape[-2:]
+    if flow.shape != (len(names), 2, height, width):
         raise ValueError(f'{type(model).__name__}.predict_flow returned {tuple(flow.shape)}, '
-                         f'expected {(len(pairs), 2, height, width)}')
+                         f'expected {(len(names), 2, height, width)}')
     bad = ~torch.isfinite(flow).all(dim=1).flatten(1).all(dim=1)
     if bad.any():
         listed = ', '.join(names[i] for i in torch.nonzero(bad).flatten().tolist())

@@ -97,11 +97,42 @@ OFFICIAL_FORMATS: dict[str, OfficialFormat] = {
         default_config=None, prefix='network.', state_keys=('params_ema', 'params'),
         description='ming053l/DRCT DRCT(-L)_SRx{2,3,4}.pth (BasicSR); name the variant and '
         'scale with --config configs/drct/...'),
+    'raft': OfficialFormat(
+        converter='perception.models.flow.raft:convert_official_state_dict',
+        default_config='raft/raft_things.py',
+        description='princeton-vl/RAFT models/raft-{chairs,things,sintel,kitti}.pth '
+        '(DataParallel state dict); duplicate shortcut norms are dropped; raft-small.pth '
+        'with --config configs/raft/raft-small_things.py'),
+    'sea-raft': OfficialFormat(
+        converter='perception.models.flow.sea_raft:convert_official_state_dict',
+        default_config=None,
+        description='princeton-vl/SEA-RAFT Tartan-C-T-TSKH-*-{S,M}.pth (train.py saves the '
+        "unwrapped model's state dict; .safetensors from the HF hub needs the safetensors "
+        'package); name the variant with --config configs/sea-raft/sea-raft-{s,m,l}_...'),
 }
 
 
 def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+
+
+def read_official_checkpoint(path: str | os.PathLike) -> Any:
+    """Read an official file: a PyTorch checkpoint (``weights_only=True``) or, when the
+    ``safetensors`` package is installed, a ``.safetensors`` file (the Hugging Face hub format)."""
+    if os.fspath(path).endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(
+                f'{path}: reading .safetensors files needs the `safetensors` package '
+                f'(pip install safetensors); or pass the .pth checkpoint') from None
+        if not os.path.isfile(path):
+            raise CheckpointError(f'checkpoint not found: {path}')
+        try:
+            return load_file(os.fspath(path), device='cpu')
+        except Exception as err:  # the package raises its own error types
+            raise CheckpointError(f'{path} is not a readable .safetensors file: {err}') from err
+    return read_checkpoint(path)
 
 
 def build_model_of_config(config: str | os.PathLike) -> torch.nn.Module:
@@ -142,7 +173,7 @@ def convert_official_checkpoint(kind: str,
             raise ConfigError(f'{kind}: name the model variant with --config (e.g. a config in '
                               f'configs/ for the right scale and size)')
         config = CONFIG_ROOT / fmt.default_config
-    checkpoint = read_checkpoint(src)
+    checkpoint = read_official_checkpoint(src)
     preferred = [k for k in fmt.state_keys
                  if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(k), Mapping)]
     official = _strip_module_prefix(checkpoint[preferred[0]] if preferred

@@ -26,6 +26,7 @@ from mmengine.structures import BaseDataElement, PixelData
 from torch import nn
 
 from ...registry import MODELS
+from ..layers.batching import stack_sample_field
 from ..layers.conv_gru import ConvGRU, SepConvGRU
 from ..layers.corr2d import CorrPyramid2D, correlation_planes
 from ..layers.raft_blocks import convex_upsample
@@ -170,20 +171,6 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor],
 
 # --------------------------------------------------------------------------------------------
 # Model
-
-
-def _samples_field(samples: Sequence[BaseDataElement], name: str,
-                   required: bool = True) -> torch.Tensor | None:
-    values = []
-    for sample in samples:
-        value = getattr(sample, name, None)
-        if value is None:
-            if required:
-                raise ValueError(f"RAFT mode='loss' needs data samples with {name!r}")
-            return None
-        value = getattr(value, 'data', value)
-        values.append(value if value.dim() == 3 else value[None])
-    return torch.stack(values)
 
 
 @MODELS.register_module()
@@ -338,8 +325,8 @@ class RAFT(BaseModel):
         if mode == 'loss':
             if not data_samples:
                 raise ValueError("RAFT mode='loss' needs data_samples with gt_flow")
-            gt = _samples_field(data_samples, 'gt_flow').to(inputs)
-            valid = _samples_field(data_samples, 'gt_valid', required=False)
+            gt = stack_sample_field(data_samples, 'gt_flow', 'RAFT').to(inputs)
+            valid = stack_sample_field(data_samples, 'gt_valid', required=False)
             preds = self.forward_flow(inputs[:, 0], inputs[:, 1])
             if preds[-1].shape != gt.shape:
                 raise ValueError(f'prediction {tuple(preds[-1].shape)} and gt_flow '

@@ -26,6 +26,7 @@ from mmengine.structures import BaseDataElement, PixelData
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers.batching import stack_sample_field
 from ..layers.corr2d import CorrPyramid2D
 from ..layers.raft_blocks import convex_upsample
 
@@ -148,17 +149,6 @@ def mixture_of_laplace_loss(flows: Sequence[Tensor], infos: Sequence[Tensor], gt
         mask = valid & torch.isfinite(nll.detach())
         total = total + gamma ** (n - 1 - i) * torch.where(mask, nll, 0).sum() / mask.sum()
     return total
-
-
-def _stack_field(samples: Sequence[BaseDataElement], name: str) -> Tensor:
-    values = []
-    for sample in samples:
-        value = getattr(sample, name, None)
-        if value is None:
-            raise ValueError(f"SEARAFT mode='loss' needs data samples with {name!r}")
-        value = getattr(value, 'data', value)
-        values.append(value if value.dim() == 3 else value[None])
-    return torch.stack(values)
 
 
 @MODELS.register_module()
@@ -318,11 +308,11 @@ class SEARAFT(BaseModel):
         if mode == 'loss':
             if not data_samples:
                 raise ValueError("SEARAFT mode='loss' needs data_samples with gt_flow")
-            gt = _stack_field(data_samples, 'gt_flow').to(inputs)
-            if all(getattr(s, 'gt_valid', None) is not None for s in data_samples):
-                valid = _stack_field(data_samples, 'gt_valid').to(inputs.device)
-            else:
+            gt = stack_sample_field(data_samples, 'gt_flow', 'SEARAFT').to(inputs)
+            valid = stack_sample_field(data_samples, 'gt_valid', required=False)
+            if valid is None:
                 valid = torch.ones_like(gt[:, :1], dtype=torch.bool)
+            valid = valid.to(inputs.device)
             if gt.shape[1] != 2 or gt.shape[-2:] != inputs.shape[-2:]:
                 raise ValueError(f'SEARAFT gt_flow must be (2, H, W) of the input size '
                                  f'{tuple(inputs.shape[-2:])}, got {tuple(gt.shape[1:])}')

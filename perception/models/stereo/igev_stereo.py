@@ -40,13 +40,13 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from ...registry import MODELS
+from ..layers.batching import stack_sample_field
 from ..layers.conv_gru import ConvGRU
 from ..layers.raft_encoders import FlowHead
 from .raft_stereo import (
     ContextEncoder,
     CorrPyramid1D,
     _linear_taps,
-    _stack_field,
     interp_to,
     pool2x,
     sequence_loss,
@@ -610,11 +610,9 @@ class IGEVStereo(BaseModel):
         if mode == 'loss':
             if not data_samples:
                 raise ValueError("mode='loss' needs data_samples with gt_disp")
-            gt = _stack_field(data_samples, 'gt_disp').to(inputs)
-            if all(getattr(s, 'gt_valid', None) is not None for s in data_samples):
-                valid = _stack_field(data_samples, 'gt_valid').to(inputs)
-            else:
-                valid = (gt > 0).to(inputs)
+            gt = stack_sample_field(data_samples, 'gt_disp', 'IGEVStereo').to(inputs)
+            valid = stack_sample_field(data_samples, 'gt_valid', required=False)
+            valid = (gt > 0 if valid is None else valid).to(inputs)
             if inputs.shape[-2:] != gt.shape[-2:]:
                 raise ValueError(f'inputs {tuple(inputs.shape[-2:])} and gt_disp '
                                  f'{tuple(gt.shape[-2:])} differ in size')

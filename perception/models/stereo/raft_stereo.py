@@ -24,6 +24,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from ...registry import MODELS
+from ..layers.batching import stack_sample_field
 from ..layers.conv_gru import ConvGRU
 from ..layers.raft_blocks import (
     ResidualBlock,
@@ -314,17 +315,6 @@ class StereoDataPreprocessor(BaseDataPreprocessor):
         return {'inputs': inputs, 'data_samples': data.get('data_samples')}
 
 
-def _stack_field(samples: Sequence[BaseDataElement], name: str) -> torch.Tensor:
-    values = []
-    for sample in samples:
-        value = getattr(sample, name, None)
-        if value is None:
-            raise ValueError(f"mode='loss' needs data samples with {name!r}")
-        value = getattr(value, 'data', value)
-        values.append(value if value.dim() == 3 else value[None])
-    return torch.stack(values)
-
-
 @MODELS.register_module()
 class RAFTStereo(BaseModel):
     """RAFT-Stereo; defaults are the official ``train_stereo.py`` defaults (11,116,176 params).
@@ -483,11 +473,9 @@ class RAFTStereo(BaseModel):
         if mode == 'loss':
             if not data_samples:
                 raise ValueError("mode='loss' needs data_samples with gt_disp")
-            gt = _stack_field(data_samples, 'gt_disp').to(inputs)
-            if all(getattr(s, 'gt_valid', None) is not None for s in data_samples):
-                valid = _stack_field(data_samples, 'gt_valid').to(inputs)
-            else:
-                valid = (gt > 0).to(inputs)
+            gt = stack_sample_field(data_samples, 'gt_disp', 'RAFTStereo').to(inputs)
+            valid = stack_sample_field(data_samples, 'gt_valid', required=False)
+            valid = (gt > 0 if valid is None else valid).to(inputs)
             preds = self.forward_disparity(inputs[:, 0], inputs[:, 1])
             if preds[-1].shape != gt.shape:
                 raise ValueError(f'prediction {tuple(preds[-1].shape)} and gt_disp '
