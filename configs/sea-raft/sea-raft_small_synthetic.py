@@ -1,7 +1,7 @@
 # A small SEA-RAFT (ResNet-18 encoders truncated as published, dim 32, one ConvNeXt update block,
 # 3 correlation levels of radius 3, 3 training iterations) trained on generated 64x96 Sintel-layout
 # pairs (perception.datasets.synthetic.write_synthetic_flow, shifts up to 8 px): the learning
-# test's configuration (tests/test_learning_sea_raft.py). The test writes the data and sets the
+# test's configuration (tests/test_learning_flow.py). The test writes the data and sets the
 # data roots; `max_iters` is set there too (a short CI run and a long one).
 _base_ = ['../_base_/default_runtime.py',
           '../_base_/schedules/raft-family_adamw-onecycle.py']
