@@ -222,10 +222,7 @@ def build_igev(root: Path) -> Pair:
 
 
 def build_swinir_light(root: Path) -> Pair:
-    from perception.models.super_resolution.swinir import (
-        convert_official_state_dict,
-        swinir_light_x4,
-    )
+    from perception.models.super_resolution.swinir import convert_official_state_dict
     with official_imports(root / 'SwinIR'):
         from models.network_swinir import SwinIR as Official
         # main_test_swinir.py, lightweight_sr, scale 4
@@ -233,16 +230,24 @@ def build_swinir_light(root: Path) -> Pair:
                             depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6],
                             mlp_ratio=2, upsampler='pixelshuffledirect',
                             resi_connection='1conv').eval()
+    return _sr_pair(official, 'swinir/swinir-light_x4_div2k.py', convert_official_state_dict)
+
+
+def _sr_pair(official: nn.Module, config: str,
+             convert: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> Pair:
+    """Ours is the config's ``SuperResolver`` (it centres the input on the DIV2K mean around
+    the network, where the official network does it inside), timed through ``upscale``."""
+    from perception.engine.official_checkpoints import CONFIG_ROOT, build_model_of_config
     fill_seeded_(official, 0)
-    ours = swinir_light_x4().eval()
-    _load_converted(ours, official, convert_official_state_dict)
+    ours = build_model_of_config(CONFIG_ROOT / config).eval()
+    ours.network.load_state_dict(convert(official.state_dict()), strict=True)
     lr = seeded_images(0, 1, 256, 256)[0] / 255
-    return Pair(official=lambda: official(lr), ours=lambda: ours(lr),
+    return Pair(official=lambda: official(lr), ours=lambda: ours.upscale(lr),
                 input='256x256 LR -> 1024x1024', iterations='-')
 
 
 def build_hit_sr(root: Path) -> Pair:
-    from perception.models.super_resolution.hit_sr import convert_official_state_dict, hit_srf_x4
+    from perception.models.super_resolution.hit_sr import convert_official_state_dict
     with official_imports(root / 'HiT-SR'):
         # the arch file alone: basicsr/__init__ pulls in the training stack (lmdb, datasets)
         import importlib.util
@@ -266,12 +271,7 @@ def build_hit_sr(root: Path) -> Pair:
                                 num_heads=[6, 6, 6, 6], expansion_factor=2,
                                 resi_connection='1conv', hier_win_ratios=[0.5, 1, 2, 4, 6, 8],
                                 upsampler='pixelshuffledirect').eval()
-    fill_seeded_(official, 0)
-    ours = hit_srf_x4().eval()
-    _load_converted(ours, official, convert_official_state_dict)
-    lr = seeded_images(0, 1, 256, 256)[0] / 255
-    return Pair(official=lambda: official(lr), ours=lambda: ours(lr),
-                input='256x256 LR -> 1024x1024', iterations='-')
+    return _sr_pair(official, 'hit-sr/hit-srf_x4_df2k.py', convert_official_state_dict)
 
 
 def build_raft(root: Path) -> Pair:
