@@ -21,14 +21,17 @@ official demo pads to; the timed call is the whole network with test-mode output
 never writes there): ``RAFT-Stereo`` (princeton-vl/RAFT-Stereo), ``IGEV`` (gangweiX/IGEV),
 ``SwinIR`` (JingyunLiang/SwinIR), ``HiT-SR`` (XiangZ-0/HiT-SR), ``RAFT`` (princeton-vl/RAFT),
 ``SEA-RAFT`` (princeton-vl/SEA-RAFT). A model whose folder is missing is skipped with a message.
-The official code imports timm (SwinIR, HiT-SR, IGEV's MobileNetV2: timm 0.6 works),
-torchvision and huggingface_hub (< 1.0); a folder ``_site`` under the root, if present, is put
-first on ``sys.path`` so that those can be installed there (``pip install --target``) without
-touching the project's environment. Two things are changed at run time, not in the files, because
-the official constructors download ImageNet weights that the seeded fill overwrites anyway:
-IGEV's ``timm.create_model(..., pretrained=True)`` is called with ``pretrained=False`` and
-SEA-RAFT's ``ResNetFPN._init_weights`` (kaiming init + torchvision download) is skipped. The
-official code's own CPU paths are timed: RAFT-Stereo and RAFT ``reg``/full correlation,
+The official code imports timm (SwinIR, HiT-SR, IGEV's MobileNetV2), torchvision,
+huggingface_hub (< 1.0, with requests) and opt_einsum (RAFT-Stereo); a folder ``_site`` under
+the root, if present, is put first on ``sys.path`` so that those can be installed there (``pip
+install --target``) without touching the project's environment (timm 0.5.4 serves all three;
+with the PyPI torchvision wheel, a CUDA build, on the CPU torch build its
+``_meta_registrations.py`` must be emptied there, as its compiled ops cannot load: only its
+Python layers are used). Two things are changed at run time, not in the files, because the
+official constructors download ImageNet weights that the seeded fill overwrites anyway: IGEV's
+``timm.create_model(..., pretrained=True)`` is called with ``pretrained=False`` and SEA-RAFT's
+``ResNetFPN._init_weights`` (kaiming init + torchvision download) is skipped. The official
+code's own CPU paths are timed: RAFT-Stereo and RAFT ``reg``/full correlation,
 ``mixed_precision`` off; IGEV ``mixed_precision`` off (float32).
 
 Inputs (issue 20): RAFT-Stereo 375x1242 (KITTI), 12 iterations; IGEV-Stereo 375x1242, its
