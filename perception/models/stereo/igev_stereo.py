@@ -542,15 +542,15 @@ class IGEVStereo(BaseModel):
         if iters < 1:
             raise ValueError(f'iters must be >= 1, got {iters}')
         b = left.shape[0]
-        both = torch.cat([left, right], dim=0)
-        features = self.feature(both)
-        stem_2 = self.stem_2(both)
-        stem_4 = self.stem_4(stem_2)
-        features[0] = torch.cat([features[0], stem_4], dim=1)
-        match = self.desc(self.conv(features[0]))
-        match_left, match_right = match.split(b, dim=0)
-        features_left = [f[:b] for f in features]
-        stem_2x = stem_2[:b]
+        # One image at a time, as the official code: BatchNorm statistics in training are per
+        # image, and on the CPU two passes at full size are faster than one at batch 2.
+        per_image = []
+        for image in (left, right):
+            features = self.feature(image)
+            stem_2 = self.stem_2(image)
+            features[0] = torch.cat([features[0], self.stem_4(stem_2)], dim=1)
+            per_image.append((features, stem_2, self.desc(self.conv(features[0]))))
+        (features_left, stem_2x, match_left), (_, _, match_right) = per_image
 
         volume = groupwise_correlation_volume(match_left, match_right, self.max_disp // 4, 8)
         volume = self.corr_feature_att(self.corr_stem(volume), features_left[0])
