@@ -269,7 +269,10 @@ class SEARAFT(BaseModel):
         up_flow, up_info = self._upsample(flow, info, mask)
         flows, infos = [up_flow], [up_info]
         if iters > 0:
-            fmap1, fmap2 = self.fnet(torch.cat([image1, image2], dim=0)).split(b, dim=0)
+            if self.training:  # one batch: BatchNorm statistics over both images
+                fmap1, fmap2 = self.fnet(torch.cat([image1, image2], dim=0)).split(b, dim=0)
+            else:  # same numbers; on the CPU ~20% faster than batch 2 at 440x1024
+                fmap1, fmap2 = self.fnet(image1), self.fnet(image2)
             corr_fn = CorrPyramid2D(fmap1, fmap2, self.corr_levels, self.corr_radius,
                                     self.corr_mode)
             hf, wf = fmap1.shape[-2:]

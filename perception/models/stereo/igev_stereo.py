@@ -542,15 +542,21 @@ class IGEVStereo(BaseModel):
         if iters < 1:
             raise ValueError(f'iters must be >= 1, got {iters}')
         b = left.shape[0]
-        both = torch.cat([left, right], dim=0)
-        features = self.feature(both)
-        stem_2 = self.stem_2(both)
-        stem_4 = self.stem_4(stem_2)
-        features[0] = torch.cat([features[0], stem_4], dim=1)
-        match = self.desc(self.conv(features[0]))
-        match_left, match_right = match.split(b, dim=0)
-        features_left = [f[:b] for f in features]
-        stem_2x = stem_2[:b]
+        # Training: one batch of both images (BatchNorm statistics over the pair). Eval: one image
+        # at a time, the same numbers, and on the CPU faster at full size than one batch of 2.
+        batches = [torch.cat([left, right], dim=0)] if self.training else [left, right]
+        per_batch = []
+        for images in batches:
+            features = self.feature(images)
+            stem_2 = self.stem_2(images)
+            features[0] = torch.cat([features[0], self.stem_4(stem_2)], dim=1)
+            per_batch.append((features, stem_2, self.desc(self.conv(features[0]))))
+        if self.training:
+            features, stem_2, match = per_batch[0]
+            match_left, match_right = match.split(b, dim=0)
+            features_left, stem_2x = [f[:b] for f in features], stem_2[:b]
+        else:
+            (features_left, stem_2x, match_left), (_, _, match_right) = per_batch
 
         volume = groupwise_correlation_volume(match_left, match_right, self.max_disp // 4, 8)
         volume = self.corr_feature_att(self.corr_stem(volume), features_left[0])
