@@ -338,7 +338,7 @@ def read_kitti_frame() -> dict:
 MONO3D_CONFIG = ROOT / 'configs/monodetr/monodetr_r18_synthetic-mono3d.py'
 # (train frames, held-out frames, epochs): 192x640 frames fed at 96x320, 4 per step. Full: about
 # 1 s per step on a loaded 2-core machine.
-MONO3D_FULL = (160, 30, 6)
+MONO3D_FULL = (120, 30, 5)
 MONO3D_QUICK = (8, 4, 1)
 MONO3D_TABLE = [('Car 2D AP40 (IoU 0.7)', 'kitti/Car_2D_AP40_{}_strict'),
                 ('Car BEV AP40 (IoU 0.5)', 'kitti/Car_BEV_AP40_{}_loose'),
