@@ -126,7 +126,7 @@ def _read_pfm(path) -> np.ndarray:
 @pytest.mark.slow
 def test_demo_mono3d_quick(tmp_path):
     """MonoDETR's demo on its reduced schedule (8 + 4 synthetic frames, one epoch): the KITTI
-    table, the real frame's overlay / BEV PNGs and label file. Measured: 45 s of wall time on the
+    table, the real frame's overlay / BEV PNGs and label file. Measured: 43 s of wall time on the
     loaded 2-core machine, one torch thread."""
     out, paths = _run_demo('mono3d', tmp_path)
     assert re.search(r'easy\s+moderate\s+hard', out), out[-3000:]
@@ -157,7 +157,7 @@ def test_demo_mono3d_quick(tmp_path):
 def test_demo_stereo_quick(tmp_path):
     """RAFT-Stereo's demo on its reduced schedule (6 steps): EPE / D1 printed, and the outputs of
     ``tools/infer.py stereo`` on the shipped Middlebury pair reopened with independent readers
-    (PIL, a PFM reader and a PLY parser written here). Measured: 45 s of wall time on the loaded
+    (PIL, a PFM reader and a PLY parser written here). Measured: 43 s of wall time on the loaded
     2-core machine, one torch thread."""
     out, paths = _run_demo('stereo', tmp_path)
     found = re.search(r'held-out generated pairs: EPE (\d+\.\d+) px, D1-all (\d+\.\d+) %', out)
@@ -204,7 +204,7 @@ def test_demo_stereo_quick(tmp_path):
 @pytest.mark.slow
 def test_demo_seg_quick(tmp_path):
     """SegFormer's demo on its reduced schedule (16 synthetic images, 6 steps): mIoU printed and
-    the real KITTI image's overlay decoded with PIL. Measured: 40 s of wall time on the loaded
+    the real KITTI image's overlay decoded with PIL. Measured: 29 s of wall time on the loaded
     2-core machine, one torch thread."""
     out, paths = _run_demo('seg', tmp_path)
     found = re.search(r'held-out synthetic images: mIoU (\d+\.\d\d)', out)
