@@ -24,9 +24,10 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# `make demo TASK=sr` picks another of tools/demo.py's tasks (default lidar3d).
+# `make demo TASK=mono3d` (or stereo, seg, sr): the other tasks' demos; LiDAR 3D by default.
+TASK ?= lidar3d
 demo: $(STAMP)
-	$(PY) tools/demo.py $(if $(TASK),--task $(TASK))
+	$(PY) tools/demo.py --task $(TASK)
 
 # The fast suite, then the learning tests (marked slow). pytest's exit code 5 means "no test
 # selected", which is not a failure for the slow half while no slow test exists.

@@ -22,9 +22,10 @@ index])``) and vectorised over pixels. :func:`write_synthetic_cityscapes` writes
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -267,3 +268,22 @@ def write_synthetic_cityscapes(root: str | os.PathLike, num_train: int, num_val:
             _write_png(seg_path, labels)
             written[split].append(img_path)
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description='Render a synthetic semantic segmentation set '
+                                                 'in the Cityscapes layout')
+    parser.add_argument('root')
+    parser.add_argument('--train', type=int, default=300)
+    parser.add_argument('--val', type=int, default=40)
+    parser.add_argument('--height', type=int, default=64)
+    parser.add_argument('--width', type=int, default=128)
+    parser.add_argument('--num-classes', type=int, default=5)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    write_synthetic_cityscapes(args.root, args.train, args.val, args.height, args.width,
+                               num_classes=args.num_classes, seed=args.seed)
+
+
+if __name__ == '__main__':
+    main()
