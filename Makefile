@@ -10,6 +10,10 @@ PYTEST_ARGS ?= --durations=15
 # XDIST_SLOW=` runs everything in one process.
 XDIST_FAST ?= -n 2 --dist loadfile
 XDIST_SLOW ?= -n 2 --dist load
+# One OpenMP thread per worker (and per tool a test starts): two workers of two threads each on a
+# 2-core machine spin against each other (measured: the slow half took over 30 min instead of ~12).
+# Tests that need more threads set them themselves (the `two_threads` fixture).
+TEST_THREADS ?= 1
 
 .PHONY: demo test lint test-fast test-slow test-long test-extras install clean
 
@@ -37,10 +41,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check perception tools tests configs
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(XDIST_FAST) $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -m "not slow" $(XDIST_FAST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m "slow and not long" $(XDIST_SLOW) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -m "slow and not long" $(XDIST_SLOW) \
+		$(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Learning tests that train longer than the CI budget allows (tens of CPU minutes together): run
 # them by hand or on a bigger machine; the closing notes report their numbers.
