@@ -48,7 +48,12 @@ def _train_and_evaluate(config: Path, tmp_path: Path) -> tuple[dict, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('head', ['segformer', 'upernet', 'mask2former'])
+# UPerNet and Mask2Former are long (out of CI): on a fresh-clone CI run with two xdist workers
+# they took 710 s and 781 s, which put the run over its 30-minute budget; SegFormer stays.
+@pytest.mark.parametrize('head', [
+    'segformer',
+    pytest.param('upernet', marks=pytest.mark.long),
+    pytest.param('mask2former', marks=pytest.mark.long)])
 def test_head_learns_synthetic_segmentation(head, tmp_path, two_threads):
     metrics, seconds = _train_and_evaluate(DEMOS[head], tmp_path)
     # Every class is present in the held-out images, so no per-class IoU is NaN.
