@@ -72,11 +72,10 @@ def test_flatformer_overfits_kitti_mini_frame_000008(shared_data, tmp_path, one_
 
 
 @pytest.mark.slow
-@pytest.mark.long  # out of CI: the longest learning test (~7 min wall on a busy 2-core CI run)
 def test_lion_mamba_overfits_kitti_mini_frame_000008(shared_data, tmp_path, one_thread):
     metrics, cpu_seconds = _overfit_frame_000008(LION_OVERFIT, shared_data, tmp_path)
     # Measured (one thread): BEV AP40 100 (3D 100) after 400 iterations, 164 CPU-s of training
-    # (421 s wall on a loaded machine). The FlatFormer overfit above stays in CI.
+    # (421 s wall on a loaded machine).
     assert metrics[BEV_STRICT] == pytest.approx(100.0), (cpu_seconds, ap40_moderate(metrics))
 
 
