@@ -193,3 +193,17 @@ def test_voxelizer_builds_from_config():
                             max_num_points=5, max_voxels=(16000, 40000), backend='torch'))
     assert isinstance(vox, Voxelizer) and vox.grid_size == [1408, 1600, 40]
     assert vox.max_voxels == (16000, 40000)
+
+
+@pytest.mark.parametrize('high', [5, 2 ** 40])  # an int64 key, and the fallback past 2**62
+def test_unique_voxels_equals_torch_unique_rows(high):
+    rng = np.random.default_rng(3)
+    coords = torch.from_numpy(rng.integers(0, high, size=(4000, 4)))
+    coords[:2000] = coords[rng.integers(0, 2000, size=2000)]  # many repeated rows
+    coords[rng.choice(4000, 300, replace=False), rng.integers(0, 4, size=300)] = -1
+    voxel_coords, inverse, counts = unique_voxels(coords)
+    valid = (coords >= 0).all(1)
+    expected, inv, cnt = torch.unique(coords[valid], dim=0, return_inverse=True,
+                                      return_counts=True)
+    assert torch.equal(voxel_coords, expected) and torch.equal(counts, cnt)
+    assert torch.equal(inverse[valid], inv) and (inverse[~valid] == -1).all()

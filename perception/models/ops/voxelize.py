@@ -120,8 +120,22 @@ def unique_voxels(coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         raise ValueError(f'coords must have shape (P, D), got {tuple(coords.shape)}')
     valid = (coords >= 0).all(dim=1)
     inverse = torch.full((coords.shape[0],), -1, dtype=torch.long, device=coords.device)
-    voxel_coords, inv, counts = torch.unique(coords[valid], dim=0, return_inverse=True,
-                                             return_counts=True)
+    rows = coords[valid]
+    radix = (rows.amax(dim=0) + 1).tolist() if len(rows) else []
+    if math.prod(int(r) for r in radix) >= 2 ** 62:
+        # no int64 key: the row-wise unique compares neighbouring rows one by one (slow)
+        voxel_coords, inv, counts = torch.unique(rows, dim=0, return_inverse=True,
+                                                 return_counts=True)
+    else:
+        # One int64 key per row, first column most significant: its sorted order is the
+        # lexicographic order of the rows. 1-D unique is a sort, about 10x faster than
+        # torch.unique(dim=0), which on CPU calls torch.equal once per pair of rows.
+        key = torch.zeros(len(rows), dtype=torch.long, device=coords.device)
+        for column, size in zip(rows.unbind(1), radix):
+            key = key * int(size) + column.long()
+        _, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        voxel_coords = rows.new_empty((len(counts), rows.shape[1]))
+        voxel_coords[inv] = rows  # every row of a voxel holds the same coordinates
     inverse[valid] = inv
     return voxel_coords, inverse, counts
 
