@@ -8,6 +8,7 @@ import torch
 from perception.models.ops.voxelize import (
     Voxelizer,
     grid_size,
+    row_major_keys,
     scatter_mean,
     unique_voxels,
     voxelize_dynamic,
@@ -207,3 +208,16 @@ def test_unique_voxels_equals_torch_unique_rows(high):
                                       return_counts=True)
     assert torch.equal(voxel_coords, expected) and torch.equal(counts, cnt)
     assert torch.equal(inverse[valid], inv) and (inverse[~valid] == -1).all()
+
+
+def test_unique_voxels_of_no_valid_point():
+    voxel_coords, inverse, counts = unique_voxels(torch.full((5, 4), -1))
+    assert voxel_coords.shape == (0, 4) and counts.shape == (0,)
+    assert (inverse == -1).all()
+
+
+def test_row_major_keys_sort_as_the_rows():
+    rows = torch.tensor([[1, 0, 2], [0, 3, 4], [0, 3, 0], [1, 0, 0]])
+    assert row_major_keys(rows, (4, 5)).tolist() == [22, 19, 15, 20]  # (z * 4 + y) * 5 + x
+    with pytest.raises(ValueError, match='3 columns'):
+        row_major_keys(rows[:, :2], (4, 5))

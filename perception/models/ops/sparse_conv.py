@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.sparse_voxels import SparseVoxels
+from .voxelize import row_major_keys
 
 __all__ = ['SparseConv3d', 'SparseSequential', 'SubMConv3d', 'conv_output_shape',
            'sparse_conv3d', 'spconv_available', 'submanifold_conv3d']
@@ -74,12 +75,6 @@ def _check_weight(voxels: SparseVoxels, weight: Tensor, bias: Tensor | None) -> 
 def _kernel_offsets(kernel_size: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     """Kernel cells ``(kz, ky, kx)`` in spconv's order: z slowest, x fastest."""
     return list(itertools.product(*(range(k) for k in kernel_size)))
-
-
-def _linear(coords: Tensor, spatial_shape: Sequence[int]) -> Tensor:
-    """(N,) row-major keys of (N, 4) ``(batch, z, y, x)`` coordinates."""
-    z_size, y_size, x_size = spatial_shape
-    return ((coords[:, 0] * z_size + coords[:, 1]) * y_size + coords[:, 2]) * x_size + coords[:, 3]
 
 
 def submanifold_conv3d(voxels: SparseVoxels, weight: Tensor, bias: Tensor | None = None,
@@ -184,7 +179,8 @@ def sparse_conv3d(voxels: SparseVoxels, weight: Tensor, bias: Tensor | None = No
         valid &= ((out_zyx >= 0) & (out_zyx < out_shape_t)).all(1)
         rows = valid.nonzero().squeeze(1)
         in_rows.append(rows)
-        out_keys.append(_linear(torch.cat([coords[rows, :1], out_zyx[rows]], 1), out_shape))
+        out_keys.append(row_major_keys(torch.cat([coords[rows, :1], out_zyx[rows]], 1),
+                                       out_shape))
     unique_keys, out_rows = torch.unique(torch.cat(out_keys), sorted=True, return_inverse=True)
     out_rows = out_rows.split([len(rows) for rows in in_rows])
     out = voxels.features.new_zeros(unique_keys.shape[0], weight.shape[0])
@@ -352,7 +348,7 @@ class _SparseConvBase(nn.Module):
         coords = indices.long()
         if not self.subm and coords.shape[0] > 0:  # spconv's order is not sorted; ours is
             shape = tuple(int(s) for s in spatial_shape)
-            order = torch.argsort(_linear(coords, shape))
+            order = torch.argsort(row_major_keys(coords, shape))
             coords, features = coords[order], features[order]
         return SparseVoxels(features, coords, tuple(int(s) for s in spatial_shape),
                             voxels.batch_size)

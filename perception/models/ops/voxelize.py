@@ -98,11 +98,21 @@ def voxelize_dynamic(points: Tensor, voxel_size: Sequence[float],
     return coords.flip(1).contiguous()
 
 
-def _linear_keys(coords: Tensor, grid: Sequence[int]) -> Tensor:
-    """int64 key ``(z * ny + y) * nx + x`` of (P, 3) zyx coordinates (-1 rows give negatives)."""
-    nx, ny, _ = grid
-    c = coords.to(torch.int64)
-    return (c[:, 0] * ny + c[:, 1]) * nx + c[:, 2]
+def row_major_keys(coords: Tensor, inner_sizes: Sequence[int]) -> Tensor:
+    """(P,) int64 row-major keys of (P, D) int coordinates, the last column fastest.
+
+    ``inner_sizes`` are the sizes of columns ``1 .. D - 1`` (the first column's size does not
+    enter), e.g. ``(ny, nx)`` for ``(z, y, x)`` rows: ``(z * ny + y) * nx + x``. For in-range rows
+    the keys sort as the rows do lexicographically; a -1 entry gives an out-of-range key.
+    """
+    if coords.dim() != 2 or coords.shape[1] != len(inner_sizes) + 1:
+        raise ValueError(f'row_major_keys: coords {tuple(coords.shape)} need '
+                         f'{len(inner_sizes) + 1} columns for inner sizes {tuple(inner_sizes)}')
+    columns = coords.to(torch.int64).unbind(1)
+    key = columns[0]
+    for column, size in zip(columns[1:], inner_sizes):
+        key = key * int(size) + column
+    return key
 
 
 def unique_voxels(coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -121,19 +131,17 @@ def unique_voxels(coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     valid = (coords >= 0).all(dim=1)
     inverse = torch.full((coords.shape[0],), -1, dtype=torch.long, device=coords.device)
     rows = coords[valid]
-    radix = (rows.amax(dim=0) + 1).tolist() if len(rows) else []
+    radix = (rows.amax(dim=0) + 1).tolist() if len(rows) else [1] * rows.shape[1]
     if math.prod(int(r) for r in radix) >= 2 ** 62:
         # no int64 key: the row-wise unique compares neighbouring rows one by one (slow)
         voxel_coords, inv, counts = torch.unique(rows, dim=0, return_inverse=True,
                                                  return_counts=True)
     else:
-        # One int64 key per row, first column most significant: its sorted order is the
-        # lexicographic order of the rows. 1-D unique is a sort, about 10x faster than
-        # torch.unique(dim=0), which on CPU calls torch.equal once per pair of rows.
-        key = torch.zeros(len(rows), dtype=torch.long, device=coords.device)
-        for column, size in zip(rows.unbind(1), radix):
-            key = key * int(size) + column.long()
-        _, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        # A 1-D unique of row-major keys (a sort) in place of torch.unique(dim=0), which on CPU
+        # calls torch.equal once per pair of rows (measured: 150 ms of LION-Mamba's 1.2 s
+        # training step on one thread).
+        _, inv, counts = torch.unique(row_major_keys(rows, radix[1:]), return_inverse=True,
+                                      return_counts=True)
         voxel_coords = rows.new_empty((len(counts), rows.shape[1]))
         voxel_coords[inv] = rows  # every row of a voxel holds the same coordinates
     inverse[valid] = inv
@@ -182,7 +190,8 @@ def voxelize_hard(points: Tensor, voxel_size: Sequence[float], point_cloud_range
     grid = grid_size(voxel_size, point_cloud_range)
     coords = voxelize_dynamic(points, voxel_size, point_cloud_range)
     point_idx = (coords[:, 0] >= 0).nonzero(as_tuple=True)[0]
-    keys = _linear_keys(coords[point_idx], grid)
+    nx, ny, _ = grid
+    keys = row_major_keys(coords[point_idx], (ny, nx))
     num_valid = point_idx.numel()
     device = points.device
 
