@@ -3,10 +3,10 @@
 The demo configs (ResNet-18, 64x128 images, a few hundred steps) train through mmengine's
 Runner exactly as ``tools/train.py`` would, on data generated into ``tmp_path``; the held-out
 split (other seeds than the training images) is then scored by the config's ``SegMetric``.
-One torch thread per test (the ``one_thread`` fixture), as every learning test: the CI runs two
-pytest workers on two cores, and two threads per worker spin against each other (measured on a
-fresh-clone CI run: UPerNet 710 s and Mask2Former 781 s on two threads each, 190 s and 270 s on
-one thread each, two workers side by side on an idle 2-core machine).
+One torch thread per test (the ``one_thread`` fixture), as the other learning tests in CI: CI
+runs two pytest workers on two cores, and two threads per worker spin against each other
+(measured on a fresh-clone CI run: UPerNet 710 s and Mask2Former 781 s on two threads each;
+190 s and 270 s on one thread each, two workers side by side on an idle 2-core machine).
 """
 from __future__ import annotations
 

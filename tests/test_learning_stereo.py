@@ -25,14 +25,6 @@ CONFIGS = ['raft-stereo/raft-stereo_small_synthetic.py',
            'igev-stereo/igev-stereo_small_synthetic.py']
 
 
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize('config', CONFIGS, ids=['raft-stereo', 'igev-stereo'])
 def test_stereo_model_learns_synthetic_pairs(config, tmp_path, two_threads):
     torch.manual_seed(0)
