@@ -358,6 +358,21 @@ def test_scale_raises_small_images_to_the_crop():
     assert out['img'].shape[0] >= 88 and out['img'].shape[1] >= 108
 
 
+def test_scale_floor_is_one_for_both_axes():
+    # The official augmentors clip s_x and s_y at one floor, max((h + 8) / H, (w + 8) / W): a
+    # KITTI-sized 375x1242 frame for a 432x960 crop gets both axes >= 440 / 375 = 1.1733 (dense)
+    # or 433 / 375 = 1.1547 (sparse), although its width alone would allow 0.78.
+    for sparse, floor in ((False, 440 / 375), (True, 433 / 375)):
+        scale = FlowRandomScale(min_scale=-0.5, max_scale=-0.5, stretch_prob=0.0,
+                                crop_size=(432, 960), sparse=sparse)
+        assert scale._draw(375, 1242, sparse) == pytest.approx((floor, floor), abs=1e-12)
+    # Above the floor the drawn scale is kept, with its stretch.
+    np.random.seed(0)
+    sx, sy = FlowRandomScale(min_scale=0.5, max_scale=0.5, stretch_prob=1.0,
+                             crop_size=(432, 960))._draw(375, 1242, False)
+    assert sx != sy and min(sx, sy) > 2 ** 0.3
+
+
 def test_sparse_resample_by_hand():
     flow = np.zeros((4, 6, 2), np.float32)
     valid = np.zeros((4, 6), bool)

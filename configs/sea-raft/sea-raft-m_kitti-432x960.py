@@ -6,13 +6,18 @@ _base_ = ['./sea-raft-m_chairs-368x496.py']
 load_from = 'work_dirs/sea-raft-m_tskh-432x960/iter_300000.pth'
 model = dict(loss_gamma=0.85)
 crop_size = (432, 960)
+# The official SparseFlowAugmentor (its KITTI is sparse=True) with do_flip False: symmetric
+# colour jitter, no stretch (valid points moved, not interpolated), crop corner drawn with a
+# (20, 50) px margin.
 _aug = [
     dict(type='LoadFlowPair'),
     dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter'),
+    dict(type='FlowColorJitter', brightness=0.3, contrast=0.3, saturation=(0.7, 1.3),
+         hue=0.3 / 3.14, asymmetric_prob=0.0),
     dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.2, max_scale=0.4, crop_size=crop_size),
-    dict(type='FlowRandomCrop', crop_size=crop_size),
+    dict(type='FlowRandomScale', min_scale=-0.2, max_scale=0.4, stretch_prob=0.0,
+         crop_size=crop_size, sparse=True),
+    dict(type='FlowRandomCrop', crop_size=crop_size, margin=(20, 50)),
     dict(type='PackFlowInputs'),
 ]
 train_dataloader = dict(

@@ -221,10 +221,12 @@ class FlowRandomScale:
 
     ``s = 2 ** U(min_scale, max_scale)``; with probability ``stretch_prob`` ``s_x`` and ``s_y``
     are multiplied by independent ``2 ** U(-max_stretch, max_stretch)``; with ``crop_size``
-    ``(h, w)`` they are raised to at least ``(h + 8) / H`` and ``(w + 8) / W`` (1 px sparse) so the
-    crop fits. The step happens with probability ``prob``. RAFT's settings: ``prob`` 0.8,
-    stretch 0.8 / 0.2, ``(min_scale, max_scale)`` = (-0.1, 1.0) chairs, (-0.4, 0.8) things,
-    (-0.2, 0.6) sintel, (-0.2, 0.4) kitti (sparse, no stretch).
+    ``(h, w)`` both are raised to at least ``max((h + 8) / H, (w + 8) / W)`` (1 px sparse) so the
+    crop fits: one floor for both axes, as the official augmentors, so raising a frame that is
+    too small keeps its aspect ratio (a KITTI 375x1242 frame for a 432x960 crop: both axes at
+    least 1.17, not only the vertical one). The step happens with probability ``prob``. RAFT's
+    settings: ``prob`` 0.8, stretch 0.8 / 0.2, ``(min_scale, max_scale)`` = (-0.1, 1.0)
+    chairs, (-0.4, 0.8) things, (-0.2, 0.6) sintel, (-0.2, 0.4) kitti (sparse, no stretch).
 
     Images and dense flow are resized bilinearly (``cv2.resize`` with ``fx, fy``; a flow pixel
     stays valid only if its four neighbours are); sparse flow (``sparse=True``, or ``None`` and
@@ -254,8 +256,8 @@ class FlowRandomScale:
             scale_y *= 2.0 ** np.random.uniform(-self.max_stretch, self.max_stretch)
         if self.crop_size is not None:
             margin = 1 if sparse else 8
-            scale_x = max(scale_x, (self.crop_size[1] + margin) / width)
-            scale_y = max(scale_y, (self.crop_size[0] + margin) / height)
+            floor = max((self.crop_size[0] + margin) / height, (self.crop_size[1] + margin) / width)
+            scale_x, scale_y = max(scale_x, floor), max(scale_y, floor)
         return float(scale_x), float(scale_y)
 
     def __call__(self, results: dict) -> dict:
