@@ -93,6 +93,12 @@ def test_shapes_and_tensor_mode(small):
         preds = model(x, mode='tensor')
     assert len(preds) == 3 and all(p.shape == (2, 2, 64, 72) for p in preds)
     assert model.last_low_res_flow.shape == (2, 2, 8, 9)
+    # Any size, as a benchmark feeds it (436x1024 Sintel): padded like predict_flow, cropped back.
+    odd = torch.rand(1, 2, 3, 60, 70) * 2 - 1
+    with torch.no_grad():
+        preds = model(odd, mode='tensor')
+        assert len(preds) == 3 and all(p.shape == (1, 2, 60, 70) for p in preds)
+        torch.testing.assert_close(preds[-1], model.predict_flow(odd), rtol=0, atol=0)
 
 
 def test_loss_decreases_on_a_tiny_batch():

@@ -309,19 +309,26 @@ class RAFT(BaseModel):
         if inputs.dim() != 5 or inputs.shape[1:3] != (2, 3):
             raise ValueError(f'RAFT inputs must be (B, 2, 3, H, W) pairs, got '
                              f'{tuple(inputs.shape)}')
+        iters = self.test_iters if iters is None else iters
+        return self._padded_flows(inputs, iters, flow_init)[-1].float()
+
+    def _padded_flows(self, inputs: torch.Tensor, iters: int,
+                      flow_init: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``forward_flow`` on ``(B, 2, 3, H, W)`` pairs of any size: padded, then every
+        iteration's flow cropped back to ``(B, 2, H, W)``."""
         b, _, _, h, w = inputs.shape
         padded, (left, _, top, _) = self._pad(inputs.flatten(0, 1))
         padded = padded.view(b, 2, 3, *padded.shape[-2:])
-        iters = self.test_iters if iters is None else iters
-        flow = self.forward_flow(padded[:, 0], padded[:, 1], iters, flow_init)[-1]
-        return flow[:, :, top:top + h, left:left + w].float()
+        flows = self.forward_flow(padded[:, 0], padded[:, 1], iters, flow_init)
+        return [flow[:, :, top:top + h, left:left + w] for flow in flows]
 
     def forward(self,
                 inputs: torch.Tensor,
                 data_samples: Sequence[BaseDataElement] | None = None,
                 mode: str = 'tensor') -> Any:
-        if mode == 'tensor':
-            return self.forward_flow(inputs[:, 0], inputs[:, 1])
+        if mode == 'tensor':  # any size (padded), as SEARAFT's; every iteration's flow
+            return self._padded_flows(inputs, self.train_iters if self.training
+                                      else self.test_iters)
         if mode == 'loss':
             if not data_samples:
                 raise ValueError("RAFT mode='loss' needs data_samples with gt_flow")
