@@ -6,6 +6,7 @@
 # Data as core/datasets.py fetch_dataloader: FlyingChairs training split, FlowAugmentor with
 # scale 2**[-0.1, 1.0] and flips; validated on the FlyingChairs validation split (24 iterations).
 _base_ = ['../_base_/default_runtime.py', '../_base_/schedules/raft-family_adamw-onecycle.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 model = dict(type='RAFT', small=False, corr_mode='full', train_iters=12, test_iters=24,
              loss_gamma=0.8, max_flow=400.0, freeze_bn=False,
@@ -17,16 +18,7 @@ crop_size = (368, 496)
 # The official FlowAugmentor (dense ground truth): asymmetric colour jitter 0.2, eraser 0.5,
 # scale 2**U(min_scale, max_scale) with stretch (prob 0.8, 2**U(-0.2, 0.2)) applied with prob
 # 0.8, flips h 0.5 / v 0.1, random crop. The later stages change the scale range and the crop.
-train_pipeline = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter'),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.1, max_scale=1.0, crop_size=crop_size),
-    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
-    dict(type='FlowRandomCrop', crop_size=crop_size),
-    dict(type='PackFlowInputs'),
-]
+train_pipeline = flow_train_pipeline(crop_size, -0.1, 1.0)
 test_pipeline = [
     dict(type='LoadFlowPair'),
     dict(type='LoadFlow', required=True),

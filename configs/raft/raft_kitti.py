@@ -3,23 +3,13 @@
 # lr 1e-4, weight decay 1e-5, gamma 0.85. Data: KITTI 2015 training, sparse augmentation with
 # scale 2**[-0.2, 0.4] and no flips; validated on KITTI 2015 training (24 iterations, Fl-all).
 _base_ = ['./raft_sintel.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 load_from = 'work_dirs/raft_sintel/iter_100000.pth'
 model = dict(test_iters=24, loss_gamma=0.85)
 crop_size = (288, 960)
 # the official SparseFlowAugmentor as in raft_sintel.py, without flips (do_flip=False)
-train_pipeline = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter', brightness=0.3, contrast=0.3, saturation=(0.7, 1.3),
-         hue=0.3 / 3.14, asymmetric_prob=0.0),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.2, max_scale=0.4, stretch_prob=0.0,
-         crop_size=crop_size, sparse=True),
-    dict(type='FlowRandomFlip', horizontal_prob=0.0, vertical_prob=0.0),
-    dict(type='FlowRandomCrop', crop_size=crop_size, margin=(20, 50)),
-    dict(type='PackFlowInputs'),
-]
+train_pipeline = flow_train_pipeline(crop_size, -0.2, 0.4, sparse=True, flip=False)
 train_dataloader = dict(
     dataset=dict(_delete_=True, type='KittiFlowDataset', data_root='data/KITTI',
                  split='training', pipeline=train_pipeline),

@@ -3,20 +3,12 @@
 # lr 1.25e-4, weight decay 1e-4, gamma 0.8; BatchNorm frozen from here on (train.py). Data:
 # FlyingThings3D clean + final passes, scale 2**[-0.4, 0.8]; validated on Sintel (32 iterations).
 _base_ = ['./raft_chairs.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 load_from = 'work_dirs/raft_chairs/iter_100000.pth'
 model = dict(test_iters=32, loss_gamma=0.8, freeze_bn=True)
 crop_size = (400, 720)
-train_pipeline = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter'),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.4, max_scale=0.8, crop_size=crop_size),
-    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
-    dict(type='FlowRandomCrop', crop_size=crop_size),
-    dict(type='PackFlowInputs'),
-]
+train_pipeline = flow_train_pipeline(crop_size, -0.4, 0.8)
 train_dataloader = dict(
     batch_size=6,
     dataset=dict(_delete_=True, type='ConcatDataset', datasets=[

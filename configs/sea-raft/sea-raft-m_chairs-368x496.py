@@ -8,6 +8,7 @@
 # have one. Stages chain through `load_from` (see the later configs).
 _base_ = ['../_base_/default_runtime.py',
           '../_base_/schedules/raft-family_adamw-onecycle.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 model = dict(
     type='SEARAFT',
@@ -28,16 +29,7 @@ model = dict(
 crop_size = (368, 496)
 # Official FlowAugmentor: chairs scale 2**[-0.1, 1.0], stretch 0.8 / 0.2, spatial prob 0.8,
 # flips h 0.5 / v 0.1, asymmetric colour jitter 0.2, eraser 0.5.
-train_pipeline = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter'),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.1, max_scale=1.0, crop_size=crop_size),
-    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
-    dict(type='FlowRandomCrop', crop_size=crop_size),
-    dict(type='PackFlowInputs'),
-]
+train_pipeline = flow_train_pipeline(crop_size, -0.1, 1.0)
 test_pipeline = [
     dict(type='LoadFlowPair'),
     dict(type='LoadFlow', required=True),

@@ -2,6 +2,7 @@
 # 2015 training, 432x960 crops, batch 16, 10k steps, AdamW lr 1e-4, wd 1e-5, gamma 0.85, scale
 # 2**[-0.2, 0.4], no flips. Starts from the TSKH stage; evaluated at 1242x375.
 _base_ = ['./sea-raft-m_chairs-368x496.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 load_from = 'work_dirs/sea-raft-m_tskh-432x960/iter_300000.pth'
 model = dict(loss_gamma=0.85)
@@ -9,17 +10,7 @@ crop_size = (432, 960)
 # The official SparseFlowAugmentor (its KITTI is sparse=True) with do_flip False: symmetric
 # colour jitter, no stretch (valid points moved, not interpolated), crop corner drawn with a
 # (20, 50) px margin.
-_aug = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter', brightness=0.3, contrast=0.3, saturation=(0.7, 1.3),
-         hue=0.3 / 3.14, asymmetric_prob=0.0),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.2, max_scale=0.4, stretch_prob=0.0,
-         crop_size=crop_size, sparse=True),
-    dict(type='FlowRandomCrop', crop_size=crop_size, margin=(20, 50)),
-    dict(type='PackFlowInputs'),
-]
+_aug = flow_train_pipeline(crop_size, -0.2, 0.4, sparse=True, flip=False)
 train_dataloader = dict(
     batch_size=16,
     dataset=dict(_delete_=True, type='KittiFlowDataset', data_root='data/KITTI', pipeline=_aug),

@@ -2,20 +2,12 @@
 # clean + final passes, 432x960 crops, batch 32, 120k steps, AdamW lr 4e-4, wd 1e-5, loss gamma
 # 0.85, scale 2**[-0.4, 0.8]. Starts from the Chairs stage.
 _base_ = ['./sea-raft-m_chairs-368x496.py']
+from perception.datasets.transforms.flow import flow_train_pipeline
 
 load_from = 'work_dirs/sea-raft-m_chairs-368x496/iter_100000.pth'
 model = dict(loss_gamma=0.85)
 crop_size = (432, 960)
-_aug = [
-    dict(type='LoadFlowPair'),
-    dict(type='LoadFlow', required=True),
-    dict(type='FlowColorJitter'),
-    dict(type='FlowEraser'),
-    dict(type='FlowRandomScale', min_scale=-0.4, max_scale=0.8, crop_size=crop_size),
-    dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1),
-    dict(type='FlowRandomCrop', crop_size=crop_size),
-    dict(type='PackFlowInputs'),
-]
+_aug = flow_train_pipeline(crop_size, -0.4, 0.8)
 train_dataloader = dict(
     batch_size=32,
     dataset=dict(_delete_=True, type='ConcatDataset', datasets=[

@@ -30,7 +30,8 @@ from .loading import read_rgb
 from .stereo import StereoColorJitter, StereoEraser, resample_sparse_disparity
 
 __all__ = ['FlowColorJitter', 'FlowEraser', 'FlowRandomCrop', 'FlowRandomFlip',
-           'FlowRandomScale', 'LoadFlow', 'LoadFlowPair', 'PackFlowInputs', 'resample_sparse_flow']
+           'FlowRandomScale', 'LoadFlow', 'LoadFlowPair', 'PackFlowInputs', 'flow_train_pipeline',
+           'resample_sparse_flow']
 
 _MASK_KEYS = ('gt_valid', 'noc_mask')
 
@@ -426,3 +427,35 @@ class PackFlowInputs:
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(meta_keys={self.meta_keys})'
+
+
+# ------------------------------------------------------------------------------------- recipes
+
+def flow_train_pipeline(crop_size: Sequence[int], min_scale: float, max_scale: float, *,
+                        sparse: bool = False, flip: bool = True) -> list[dict]:
+    """The training pipeline of RAFT's and SEA-RAFT's augmentors, as config dicts.
+
+    ``sparse=False`` is their ``FlowAugmentor`` (FlyingChairs, FlyingThings3D, Sintel): the
+    default asymmetric colour jitter, stretch, horizontal flip 0.5 and vertical flip 0.1.
+    ``sparse=True`` is their ``SparseFlowAugmentor`` (KITTI, HD1K): symmetric colour jitter, no
+    stretch (valid points are moved, not interpolated), horizontal flip only and a crop corner
+    drawn with a (20, 50) px margin. ``flip=False`` drops the flips (their ``do_flip=False``).
+    The scale is ``2 ** U(min_scale, max_scale)``; ``crop_size`` is ``(h, w)``.
+    """
+    crop_size = [int(c) for c in crop_size]
+    if sparse:
+        jitter = dict(type='FlowColorJitter', brightness=0.3, contrast=0.3,
+                      saturation=(0.7, 1.3), hue=0.3 / 3.14, asymmetric_prob=0.0)
+        scale = dict(type='FlowRandomScale', min_scale=min_scale, max_scale=max_scale,
+                     stretch_prob=0.0, crop_size=crop_size, sparse=True)
+        flips = dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.0)
+        crop = dict(type='FlowRandomCrop', crop_size=crop_size, margin=(20, 50))
+    else:
+        jitter = dict(type='FlowColorJitter')
+        scale = dict(type='FlowRandomScale', min_scale=min_scale, max_scale=max_scale,
+                     crop_size=crop_size)
+        flips = dict(type='FlowRandomFlip', horizontal_prob=0.5, vertical_prob=0.1)
+        crop = dict(type='FlowRandomCrop', crop_size=crop_size)
+    return [dict(type='LoadFlowPair'), dict(type='LoadFlow', required=True), jitter,
+            dict(type='FlowEraser'), scale, *([flips] if flip else []), crop,
+            dict(type='PackFlowInputs')]
