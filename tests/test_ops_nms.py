@@ -185,3 +185,18 @@ def test_prefiltered_nms_keeps_the_dense_indices(thr):
     kept = nms_bev(boxes, torch.arange(120.0), thr)
     assert 0 < len(kept) <= 30
     assert len(set((kept // 4).tolist())) == len(kept)
+
+
+@pytest.mark.parametrize('block', [1, 7, 64])
+def test_blocks_of_any_size_keep_the_dense_indices(block):
+    # Small blocks make the cross-block step (a block's kept boxes removing lower-scoring boxes
+    # through the x-sorted window) do most of the work; nms_bev uses 256.
+    from perception.models.ops.nms import _greedy_blocks
+    rng = np.random.default_rng(11 + block)
+    for boxes in hard_box_sets(rng)[:5]:
+        boxes_t = torch.from_numpy(boxes)
+        scores_t = torch.from_numpy(np.round(rng.random(len(boxes)), 2))
+        order = torch.sort(scores_t, descending=True, stable=True)[1]
+        for thr in (0.1, 0.5):
+            got = order[_greedy_blocks(boxes_t[order], thr, block)]
+            assert torch.equal(got, dense_reference_nms(boxes_t, scores_t, thr)), (block, thr)

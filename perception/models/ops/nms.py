@@ -3,14 +3,19 @@
 Every function sorts by score (descending; equal scores keep their input order), suppresses greedily
 and returns indices into the input, highest score first.
 
-Rotated NMS (:func:`nms_bev`) never builds the (K, K) overlap matrix. A sort-and-sweep along x on
+Rotated NMS (:func:`nms_bev`) never builds the (K, K) overlap matrix. It decides the boxes in
+blocks of the next few hundred undecided ones by score. Inside a block, a sort-and-sweep along x on
 the boxes' axis-aligned bounding boxes lists the pairs that can overlap at all, a cheap upper bound
-on their IoU drops the pairs that cannot pass the threshold, and greedy then runs in rounds:
-each round keeps every box whose higher-scoring candidate neighbours are all decided, and computes
-the exact rotated IoU only between those newly kept boxes and the boxes they may still remove. A
+on their IoU drops the pairs that cannot pass the threshold, and greedy then runs in rounds: each
+round keeps every box whose higher-scoring candidate neighbours are all decided, and computes the
+exact rotated IoU only between those newly kept boxes and the boxes they may still remove. A
 round is one vectorised step over pairs; the number of rounds is the longest chain of dependent
-decisions (a few dozen on detector output), not the number of boxes. The kept indices are those of
-the dense greedy pass: a box is kept iff no kept, higher-scoring box has IoU > threshold with it.
+decisions (a few dozen on detector output), not the number of boxes. The block's kept boxes then
+remove every lower-scoring box they overlap by more than the threshold, found by a window search
+in the x-sorted remaining boxes, before the next block is drawn. Detector output is many copies
+of few objects, so the first blocks' kept boxes clear most of the list, and the pairs among
+copies of one object that greedy never needs are not formed. The kept indices are those of the
+dense greedy pass: a box is kept iff no kept, higher-scoring box has IoU > threshold with it.
 
 Circle NMS builds the (K, K) distance matrix and walks it on the CPU (:func:`greedy_suppress`),
 visiting only the boxes it keeps.
@@ -114,13 +119,12 @@ def _pair_iou(boxes: Tensor, area: Tensor, first: Tensor, second: Tensor) -> Ten
     return torch.where(positive, ratio, torch.zeros_like(ratio)).clamp(0, 1)
 
 
-def _greedy_rounds(boxes: Tensor, iou_threshold: float) -> Tensor:
+def _greedy_rounds(boxes: Tensor, area: Tensor, iou_threshold: float) -> Tensor:
     """Greedy rotated NMS of (K, 5) float64 boxes sorted by score; (K,) bool kept mask.
 
     Each round is vectorised over the open pairs; see the module docstring.
     """
     k = boxes.shape[0]
-    area = boxes[:, 2] * boxes[:, 3]
     first, second = _candidate_pairs(boxes)
     # Pairs whose IoU cannot exceed the threshold never suppress; the margin covers rounding in
     # the exact IoU (measured differences against the bound are ~1e-16).
@@ -151,6 +155,53 @@ def _greedy_rounds(boxes: Tensor, iou_threshold: float) -> Tensor:
     return kept
 
 
+def _greedy_blocks(boxes: Tensor, iou_threshold: float, block: int = 256) -> Tensor:
+    """Greedy rotated NMS of (K, 5) float64 boxes sorted by score; (K,) bool kept mask.
+
+    Blocks of ``block`` undecided boxes are decided by :func:`_greedy_rounds`; each block's kept
+    boxes then remove the lower-scoring boxes they overlap (module docstring).
+    """
+    k = boxes.shape[0]
+    area = boxes[:, 2] * boxes[:, 3]
+    ext = _aabb_half_extents(boxes)
+    x_order = torch.sort(boxes[:, 0], stable=True)[1]
+    reach_max = ext[:, 0].max()
+    kept = torch.zeros(k, dtype=torch.bool, device=boxes.device)
+    undecided = torch.ones(k, dtype=torch.bool, device=boxes.device)
+    while True:  # a loop over blocks of boxes
+        members = undecided.nonzero(as_tuple=True)[0][:block]
+        if members.numel() == 0:
+            return kept
+        undecided[members] = False
+        winners = members[_greedy_rounds(boxes[members], area[members], iou_threshold)]
+        kept[winners] = True
+        # Every box still undecided scores below the whole block: the winners remove those they
+        # overlap by more than the threshold.
+        rest = x_order[undecided[x_order]]
+        if rest.numel() == 0:
+            return kept
+        xs = boxes[rest, 0]
+        centre = boxes[winners, 0]
+        # A superset window (the exact tests follow): widened a little against rounding.
+        reach = ext[winners, 0] + reach_max
+        reach = reach + 1e-9 * (reach + centre.abs()) + 1e-12
+        lo = torch.searchsorted(xs, centre - reach, side='left')
+        hi = torch.searchsorted(xs, centre + reach, side='right')
+        counts = hi - lo
+        src = torch.repeat_interleave(winners, counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        pos = torch.repeat_interleave(lo - offsets, counts) + torch.arange(
+            src.numel(), device=boxes.device)
+        dst = rest[pos]
+        close = ((boxes[src, :2] - boxes[dst, :2]).abs() < ext[src] + ext[dst]).all(dim=1)
+        src, dst = src[close], dst[close]
+        maybe = _iou_upper_bound(boxes, area, src, dst) > iou_threshold - 1e-9
+        src, dst = src[maybe], dst[maybe]
+        if src.numel():
+            over = _pair_iou(boxes, area, src, dst) > iou_threshold
+            undecided[dst[over]] = False
+
+
 def nms_bev(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | None = None,
             post_max: int | None = None) -> Tensor:
     """Rotated NMS on BEV boxes, as mmdetection3d's ``nms_bev`` (exact rotated IoU).
@@ -179,7 +230,7 @@ def nms_bev(boxes: Tensor, scores: Tensor, iou_threshold: float, pre_max: int | 
     if iou_threshold < 0:  # every IoU (0 included) exceeds it: the best box removes all others
         keep = order[:1]
     else:
-        keep = order[_greedy_rounds(sorted_boxes, float(iou_threshold))]
+        keep = order[_greedy_blocks(sorted_boxes, float(iou_threshold))]
     return keep if post_max is None else keep[:post_max]
 
 
