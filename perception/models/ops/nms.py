@@ -69,45 +69,69 @@ def greedy_suppress(suppresses: Tensor) -> Tensor:
     return torch.as_tensor(keep, dtype=torch.long, device=suppresses.device)
 
 
-def _candidate_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
+def _window_reach(half_extent: Tensor, centre: Tensor, other_max: Tensor) -> Tensor:
+    """How far in x from ``centre`` a box of x half-extent ``half_extent`` can meet another box.
+
+    Only a superset is needed (the exact test follows): widened a little so that rounding in
+    ``centre + reach`` never drops a pair.
+    """
+    reach = half_extent + other_max
+    return reach + 1e-9 * (reach + centre.abs()) + 1e-12
+
+
+def _expand_windows(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Every position of the windows ``[lo[w], hi[w])`` (empty where ``hi <= lo``), with no Python
+    loop: (P,) int64 window numbers ``w`` and positions, window by window."""
+    counts = (hi - lo).clamp(min=0)
+    window = torch.repeat_interleave(torch.arange(lo.numel(), device=lo.device), counts)
+    offsets = torch.cumsum(counts, 0) - counts
+    return window, lo[window] + torch.arange(window.numel(), device=lo.device) - offsets[window]
+
+
+def _aabb_overlap(boxes: Tensor, ext: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """(P,) bool: the pairs' axis-aligned bounding boxes overlap (strict, on both axes, as
+    :func:`~perception.models.ops.iou3d.bev_overlap`)."""
+    return ((boxes[first, :2] - boxes[second, :2]).abs() < ext[first] + ext[second]).all(dim=1)
+
+
+def _candidate_pairs(boxes: Tensor, ext: Tensor) -> tuple[Tensor, Tensor]:
     """Pairs ``i < j`` of (K, 5) float64 boxes whose axis-aligned bounding boxes overlap.
 
     Sort-and-sweep: after sorting the centres by x, box p can only meet the boxes q > p whose x lies
     below ``x_p + ext_p + max(ext)``; those windows are found with one ``searchsorted`` and expanded
-    into pairs without a Python loop, then the exact bounding-box test (strict, on both axes, as
-    :func:`~perception.models.ops.iou3d.bev_overlap`) keeps the pairs that can overlap.
+    into pairs without a Python loop, then the exact bounding-box test keeps the pairs that can
+    overlap. ``ext`` is the boxes' (K, 2) bounding-box half extents.
 
     Returns:
         (P,) int64 ``first`` and ``second`` positions into ``boxes``, ``first < second``.
     """
-    k = boxes.shape[0]
-    ext = _aabb_half_extents(boxes)
     xs, by_x = torch.sort(boxes[:, 0], stable=True)
-    # The window only needs to be a superset (the exact test follows): widen it a little so that
-    # rounding in ``x + reach`` never drops a pair.
-    reach = ext[by_x, 0] + ext[:, 0].max()
-    reach = reach + 1e-9 * (reach + xs.abs()) + 1e-12
+    reach = _window_reach(ext[by_x, 0], xs, ext[:, 0].max())
     hi = torch.searchsorted(xs, xs + reach, side='left')
-    start = torch.arange(k, device=boxes.device)
-    counts = (hi - start - 1).clamp(min=0)
-    p = torch.repeat_interleave(start, counts)
-    offsets = torch.cumsum(counts, 0) - counts
-    q = p + 1 + torch.arange(p.numel(), device=boxes.device) - offsets[p]
+    p, q = _expand_windows(torch.arange(1, boxes.shape[0] + 1, device=boxes.device), hi)
     a, b = by_x[p], by_x[q]
-    close = ((boxes[a, :2] - boxes[b, :2]).abs() < ext[a] + ext[b]).all(dim=1)
+    close = _aabb_overlap(boxes, ext, a, b)
     a, b = a[close], b[close]
     return torch.minimum(a, b), torch.maximum(a, b)
 
 
-def _iou_upper_bound(boxes: Tensor, area: Tensor, first: Tensor, second: Tensor) -> Tensor:
+def _iou_upper_bound(boxes: Tensor, ext: Tensor, area: Tensor, first: Tensor, second: Tensor
+                     ) -> Tensor:
     """(P,) upper bound on the IoU of each pair: the intersection of two rotated rectangles lies in
     the intersection of their bounding boxes and is at most the smaller area."""
-    ext = _aabb_half_extents(boxes)
     ca, cb, ea, eb = boxes[first, :2], boxes[second, :2], ext[first], ext[second]
     side = (torch.minimum(ca + ea, cb + eb) - torch.maximum(ca - ea, cb - eb)).clamp(min=0)
     inter = torch.minimum(side.prod(dim=1), torch.minimum(area[first], area[second]))
     union = area[first] + area[second] - inter
     return torch.where(union > 0, inter / torch.where(union > 0, union, 1.0), 0.0)
+
+
+def _may_suppress(boxes: Tensor, ext: Tensor, area: Tensor, first: Tensor, second: Tensor,
+                  iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """The pairs whose IoU bound can exceed the threshold; the margin covers rounding in the exact
+    IoU (measured differences against the bound are ~1e-16)."""
+    maybe = _iou_upper_bound(boxes, ext, area, first, second) > iou_threshold - 1e-9
+    return first[maybe], second[maybe]
 
 
 def _pair_iou(boxes: Tensor, area: Tensor, first: Tensor, second: Tensor) -> Tensor:
@@ -119,17 +143,14 @@ def _pair_iou(boxes: Tensor, area: Tensor, first: Tensor, second: Tensor) -> Ten
     return torch.where(positive, ratio, torch.zeros_like(ratio)).clamp(0, 1)
 
 
-def _greedy_rounds(boxes: Tensor, area: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy rotated NMS of (K, 5) float64 boxes sorted by score; (K,) bool kept mask.
+def _greedy_rounds(boxes: Tensor, ext: Tensor, area: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy rotated NMS of (K, 5) float64 boxes sorted by score, with their (K, 2) bounding-box
+    half extents and (K,) areas; (K,) bool kept mask.
 
     Each round is vectorised over the open pairs; see the module docstring.
     """
     k = boxes.shape[0]
-    first, second = _candidate_pairs(boxes)
-    # Pairs whose IoU cannot exceed the threshold never suppress; the margin covers rounding in
-    # the exact IoU (measured differences against the bound are ~1e-16).
-    maybe = _iou_upper_bound(boxes, area, first, second) > iou_threshold - 1e-9
-    first, second = first[maybe], second[maybe]
+    first, second = _may_suppress(boxes, ext, area, *_candidate_pairs(boxes, ext), iou_threshold)
     undecided = torch.ones(k, dtype=torch.bool, device=boxes.device)
     kept = torch.zeros(k, dtype=torch.bool, device=boxes.device)
     while True:  # a loop over greedy rounds, not over boxes
@@ -173,30 +194,21 @@ def _greedy_blocks(boxes: Tensor, iou_threshold: float, block: int = 256) -> Ten
         if members.numel() == 0:
             return kept
         undecided[members] = False
-        winners = members[_greedy_rounds(boxes[members], area[members], iou_threshold)]
+        winners = members[_greedy_rounds(boxes[members], ext[members], area[members],
+                                         iou_threshold)]
         kept[winners] = True
         # Every box still undecided scores below the whole block: the winners remove those they
         # overlap by more than the threshold.
         rest = x_order[undecided[x_order]]
         if rest.numel() == 0:
             return kept
-        xs = boxes[rest, 0]
-        centre = boxes[winners, 0]
-        # A superset window (the exact tests follow): widened a little against rounding.
-        reach = ext[winners, 0] + reach_max
-        reach = reach + 1e-9 * (reach + centre.abs()) + 1e-12
-        lo = torch.searchsorted(xs, centre - reach, side='left')
-        hi = torch.searchsorted(xs, centre + reach, side='right')
-        counts = hi - lo
-        src = torch.repeat_interleave(winners, counts)
-        offsets = torch.cumsum(counts, 0) - counts
-        pos = torch.repeat_interleave(lo - offsets, counts) + torch.arange(
-            src.numel(), device=boxes.device)
-        dst = rest[pos]
-        close = ((boxes[src, :2] - boxes[dst, :2]).abs() < ext[src] + ext[dst]).all(dim=1)
-        src, dst = src[close], dst[close]
-        maybe = _iou_upper_bound(boxes, area, src, dst) > iou_threshold - 1e-9
-        src, dst = src[maybe], dst[maybe]
+        xs, centre = boxes[rest, 0], boxes[winners, 0]
+        reach = _window_reach(ext[winners, 0], centre, reach_max)
+        window, pos = _expand_windows(torch.searchsorted(xs, centre - reach, side='left'),
+                                      torch.searchsorted(xs, centre + reach, side='right'))
+        src, dst = winners[window], rest[pos]
+        close = _aabb_overlap(boxes, ext, src, dst)
+        src, dst = _may_suppress(boxes, ext, area, src[close], dst[close], iou_threshold)
         if src.numel():
             over = _pair_iou(boxes, area, src, dst) > iou_threshold
             undecided[dst[over]] = False
