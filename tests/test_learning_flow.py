@@ -5,8 +5,8 @@ trained through mmengine's Runner on generated Sintel-layout flow pairs
 training scenes seed 0, held-out scenes seed 1) and scored by ``FlowMetric`` on the held-out
 pairs against the zero flow's EPE (4.14 px on them).
 
-* ``test_sea_raft_learns_ci`` (CI): 700 steps at batch 8 on 1,000 pairs must take the held-out
-  EPE below 0.65 of the zero flow's (measured: 2.40 px, 0.58).
+* ``test_sea_raft_learns_ci`` (CI): 350 steps at batch 8 on 1,000 pairs must take the held-out
+  EPE below 0.8 of the zero flow's (measured: 2.87 px, 0.69; 700 steps gave 2.40 px, 0.58).
 * ``test_flow_model_reaches_subpixel_epe`` (``long``, ``make test-long``): each model to
   held-out EPE < 1 px on 6,000 training pairs; it prints the EPE against the test-time
   iterations (SEA-RAFT's claim: fewer iterations for the same EPE). Measured 2026-12-07 (one
@@ -75,12 +75,12 @@ def _zero_flow_epe(root) -> float:
 
 @pytest.mark.slow
 def test_sea_raft_learns_ci(tmp_path, one_thread):
-    """Measured 2026-12-07 (one thread, the other core busy): 2.40 px after 700 steps in 388 s,
-    0.58 of the zero flow's 4.14; the bound, 0.65 (2.69 px), leaves 0.3 px for other CPUs'
-    kernels and thread counts."""
+    """Measured 2026-12-08 (one thread, the other core busy): 2.866 px after 350 steps in 349 s,
+    0.69 of the zero flow's 4.14; the bound, 0.8 (3.31 px), leaves 0.45 px for other CPUs'
+    kernels and thread counts. (700 steps: 2.40 px in 388-642 s; halved to keep CI's time.)"""
     torch.manual_seed(0)
     start = time.perf_counter()
-    runner = _runner(CONFIGS['sea-raft'], tmp_path, max_iters=700, train_scenes=500,
+    runner = _runner(CONFIGS['sea-raft'], tmp_path, max_iters=350, train_scenes=500,
                      frames_per_scene=3)
     runner.train()
     metrics = runner.test()
@@ -88,7 +88,7 @@ def test_sea_raft_learns_ci(tmp_path, one_thread):
     print({k: round(v, 3) for k, v in metrics.items()}, f'zero {zero:.3f}',
           f'{time.perf_counter() - start:.0f} s')
     assert 4.0 < zero < 4.3  # the held-out set is the one the thresholds were measured on
-    assert metrics['flow/EPE'] < 0.65 * zero, (metrics, zero)
+    assert metrics['flow/EPE'] < 0.8 * zero, (metrics, zero)
 
 
 LONG_STEPS = {'sea-raft': 7000, 'raft': 5500}  # 5,864 s and 6,018 s, one thread each
