@@ -9,12 +9,13 @@ from .flow import (
 )
 from .kitti import KittiDataset
 from .nuscenes import NuScenesDataset
+from .posed_depth import PosedDepthDataset
 from .segmentation import ADE20KDataset, CityscapesDataset
 from .stereo import ETH3DDataset, KittiStereoDataset, MiddleburyDataset, SceneFlowDataset
 from .super_resolution import PairedImageDataset, SRTrainDataset, SyntheticSRDataset
 
 __all__ = ['ADE20KDataset', 'CityscapesDataset', 'ETH3DDataset', 'FlyingChairsDataset',
            'FlyingThings3DFlowDataset', 'HD1KDataset', 'KittiDataset', 'KittiFlowDataset',
-           'SintelDataset',
+           'PosedDepthDataset', 'SintelDataset',
            'KittiStereoDataset', 'MiddleburyDataset', 'NuScenesDataset', 'PairedImageDataset',
            'SRTrainDataset', 'SceneFlowDataset', 'SyntheticSRDataset']

@@ -8,6 +8,14 @@ from .augment3d import (
     PointsRangeFilter,
     RandomFlip3D,
 )
+from .depth import (
+    LoadDepth,
+    LoadPosedPair,
+    PackPosedDepthInputs,
+    PosedRandomCrop,
+    PosedRandomResize,
+    PosedResize,
+)
 from .flow import (
     FlowColorJitter,
     FlowEraser,
@@ -50,4 +58,6 @@ __all__ = ['FlowColorJitter', 'FlowEraser', 'FlowRandomCrop', 'FlowRandomFlip', 
            'Pack3DDetInputs', 'PackFlowInputs', 'PackSegInputs', 'PackStereoInputs',
            'PhotoMetricDistortion', 'PointShuffle', 'PointsRangeFilter', 'RandomCrop', 'RandomFlip',
            'RandomFlip3D', 'RandomResize', 'StereoColorJitter', 'StereoEraser', 'StereoRandomCrop',
-           'StereoRandomFlip', 'StereoRandomScale', 'imresize']
+           'StereoRandomFlip', 'StereoRandomScale', 'imresize',
+           'LoadDepth', 'LoadPosedPair', 'PackPosedDepthInputs', 'PosedRandomCrop',
+           'PosedRandomResize', 'PosedResize']
