@@ -18,7 +18,8 @@ _spec.loader.exec_module(bench)
 def test_parse_args_defaults_and_choices(tmp_path):
     args = bench.parse_args(['--official-root', str(tmp_path)])
     assert args.official_root == tmp_path
-    assert args.models == ['raft-stereo', 'igev', 'swinir-light', 'hit-sr', 'raft', 'sea-raft-s']
+    assert args.models == ['raft-stereo', 'igev', 'swinir-light', 'hit-sr', 'raft', 'sea-raft-s',
+                           'monodetr', 'flatformer']
     assert (args.runs, args.warmup, args.threads) == (5, 1, 1)
     args = bench.parse_args(['--official-root', str(tmp_path), '--models', 'raft', 'igev',
                              '--runs', '3', '--warmup', '0', '--threads', '2'])

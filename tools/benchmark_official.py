@@ -1,7 +1,7 @@
 """Time our models against the official PyTorch code: same weights, same input, one process.
 
     python tools/benchmark_official.py --official-root /tmp/official
-        [--models raft-stereo igev swinir-light hit-sr raft sea-raft-s]
+        [--models raft-stereo igev swinir-light hit-sr raft sea-raft-s monodetr flatformer]
         [--runs 3 --warmup 1 --threads 1]
 
 For each model the official module is built and filled with seeded random weights (every
@@ -20,8 +20,10 @@ official demo pads to; the timed call is the whole network with test-mode output
 ``--official-root`` holds the official repositories, unmodified, one folder each (the script
 never writes there): ``RAFT-Stereo`` (princeton-vl/RAFT-Stereo), ``IGEV`` (gangweiX/IGEV),
 ``SwinIR`` (JingyunLiang/SwinIR), ``HiT-SR`` (XiangZ-0/HiT-SR), ``RAFT`` (princeton-vl/RAFT),
-``SEA-RAFT`` (princeton-vl/SEA-RAFT). A model whose folder is missing is skipped with a message.
-The official code imports timm (SwinIR, HiT-SR, IGEV's MobileNetV2), torchvision,
+``SEA-RAFT`` (princeton-vl/SEA-RAFT), ``MonoDETR`` (ZrrSkywalker/MonoDETR), ``flatformer``
+(mit-han-lab/flatformer). A model whose folder is missing is skipped with a message.
+The official code imports timm (SwinIR, HiT-SR, IGEV's MobileNetV2), torchvision (also
+MonoDETR's ResNet-50 and box helpers; torchvision 0.28.0 with torch 2.13),
 huggingface_hub (< 1.0, with requests) and opt_einsum (RAFT-Stereo); a folder ``_site`` under
 the root, if present, is put first on ``sys.path`` so that those can be installed there (``pip
 install --target``) without touching the project's environment (timm 0.5.4 serves all three;
@@ -34,10 +36,45 @@ official constructors download ImageNet weights that the seeded fill overwrites 
 code's own CPU paths are timed: RAFT-Stereo and RAFT ``reg``/full correlation,
 ``mixed_precision`` off; IGEV ``mixed_precision`` off (float32).
 
+MonoDETR (``lib/models/monodetr``, ``configs/monodetr.yaml``): the network is built with the
+official ``build``'s own constructor calls, without the criterion (its ``DDNLoss`` calls
+``torch.cuda.current_device()``). Three things are supplied at run time, none in the files: the
+compiled deformable-attention extension (``import MultiScaleDeformableAttention as MSDA``,
+CUDA only) is a stand-in module whose ``ms_deform_attn_forward`` calls the official pure-PyTorch
+``ms_deform_attn_core_pytorch``; ``ops/modules/ms_deform_attn.py`` tests ``(major == 1 and
+minor) < 9`` (and ``< 7``), true on torch 2.x, and then imports ``_LinearWithBias`` and
+``torch._overrides``, gone since torch 1.9, so during the import they are lent under those names
+(the ``NonDynamicallyQuantizableLinear`` and ``torch.overrides`` its torch >= 1.9 branches
+import); the backbone's ``pretrained=is_main_process()`` (a torchvision download) is called
+with ``False``. Beyond ``fill_seeded_``, ``FrozenBatchNorm2d``'s scale and shift (buffers) are
+seeded too and the LID bin centres ``depth_bin_values`` (a frozen parameter) keep their values.
+The compared output is the last decoder layer's class logits (official class order mapped to
+ours), boxes, 3D sizes, depth and log-variance, heading bins, and the depth-map logits.
+
+FlatFormer (``mmdet3d/models/middle_encoders/flatformer.py``): that file alone is loaded, with
+stand-ins for what it imports: ``mmcv.runner.auto_fp16`` (a pass-through: ``fp16_enabled`` is
+False, so the real decorator casts nothing), ``..builder.MIDDLE_ENCODERS`` (a registry whose
+``register_module()`` returns the class) and ``flash_attn.flash_attn_interface``'s
+``flash_attn_unpadded_qkvpacked_func`` (CUDA only), computed for the equal-length groups the
+official ``FlashAttention`` passes as ``scaled_dot_product_attention`` (same softmax attention;
+the only op not the official code's own). Its ``PositionalEmbedding.inv_freq`` builds a tensor
+with ``device="cuda"``; that call runs under a torch function mode that makes it on the CPU.
+The official blocks write into their input features, so each official call gets a copy.
+
 Inputs (issue 20): RAFT-Stereo 375x1242 (KITTI), 12 iterations; IGEV-Stereo 375x1242, its
 evaluation default of 32 iterations; SwinIR-light x4 and HiT-SRF x4 on a 256x256 low-resolution
 input (1024x1024 output); RAFT 436x1024 (Sintel), 12 iterations; SEA-RAFT-S 436x1024 with its
-published 4 iterations.
+published 4 iterations; MonoDETR R50 (``configs/monodetr/monodetr_r50_kitti-mono3d.py``) on one
+384x1280 image normalised with the ImageNet mean / std, a KITTI-like P2 (f = 721.5377) and
+``img_sizes = (1280, 384)`` for the official geometric depth (ours uses the input size); the
+FlatFormer backbone at the published size (128 channels, 8 heads, 2 blocks of 4 layers, 13 x 13
+windows, groups of 144: ``flatformer_waymo_D1_2x_3class.py``) on the pillar grid of
+``configs/flatformer/flatformer_kitti-3d-3class.py`` (0.32 m, X 220 x Y 250), fed the shipped
+KITTI frame 000008 (``data/demo/kitti_000008``, else the shared ``kitti_mini``) pillarised by our
+``DynamicVFE`` (seeded, untimed) and cut to a multiple of 144 pillars (the two definitions
+agree exactly there: the official pads a cloud's last group with copies of its pillars, ours
+masks the padding). Both FlatFormer sides return the BEV map (the official ``recover_bev``,
+our ``sparse_to_bev``).
 """
 from __future__ import annotations
 
@@ -46,6 +83,7 @@ import contextlib
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,10 +190,19 @@ def official_imports(*folders: Path) -> Iterator[None]:
     finally:
         del sys.path[:len(folders)]
         roots = tuple(str(f.resolve()) for f in folders)
-        for name in set(sys.modules) - before:
-            file = getattr(sys.modules[name], '__file__', None) or ''
-            if str(Path(file).resolve()).startswith(roots) or name in ('core', 'utils'):
-                del sys.modules[name]
+
+        def from_folders(module: object) -> bool:
+            # namespace packages (MonoDETR's ``lib``) have no file, only a search path
+            spec = getattr(module, '__spec__', None)
+            files = [getattr(module, '__file__', None) or '',
+                     *(list(getattr(spec, 'submodule_search_locations', None) or []))]
+            return any(f and str(Path(f).resolve()).startswith(roots) for f in files)
+
+        # decide first, delete after: a namespace path is recomputed from its parent package
+        stale = [name for name in set(sys.modules) - before
+                 if name in ('core', 'utils') or from_folders(sys.modules[name])]
+        for name in stale:
+            del sys.modules[name]
 
 
 @dataclass
@@ -323,6 +370,247 @@ def build_sea_raft_s(root: Path) -> Pair:
         input='436x1024 (padded 440x1024)', iterations=str(iters))
 
 
+# configs/monodetr.yaml, `model:` (what lib/models/monodetr/monodetr.py's build reads)
+MONODETR_CFG = dict(
+    num_classes=3, return_intermediate_dec=True, backbone='resnet50', train_backbone=True,
+    num_feature_levels=4, dilation=False, position_embedding='sine', masks=False, mode='LID',
+    num_depth_bins=80, depth_min=1e-3, depth_max=60.0, with_box_refine=True, two_stage=False,
+    use_dab=False, use_dn=False, two_stage_dino=False, init_box=False, enc_layers=3,
+    dec_layers=3, hidden_dim=256, dim_feedforward=256, dropout=0.1, nheads=8, num_queries=50,
+    enc_n_points=4, dec_n_points=4, aux_loss=True, cls_loss_coef=2, focal_alpha=0.25,
+    bbox_loss_coef=5, giou_loss_coef=2, dim_loss_coef=1, angle_loss_coef=1, depth_loss_coef=1,
+    depth_map_loss_coef=1, set_cost_class=2, set_cost_bbox=5, set_cost_giou=2,
+    set_cost_3dcenter=10, **{'3dcenter_loss_coef': 10})
+KITTI_FOCAL = 721.5377  # KITTI P2 f_x, as tools/benchmark.py
+
+
+def _official_monodetr(module: types.ModuleType, cfg: dict) -> nn.Module:
+    """The network of the official ``build(cfg)`` (``lib/models/monodetr/monodetr.py``), the
+    same constructor calls without its criterion (whose ``DDNLoss`` asks for a CUDA device)."""
+    return module.MonoDETR(
+        module.build_backbone(cfg), module.build_depthaware_transformer(cfg),
+        module.DepthPredictor(cfg), num_classes=cfg['num_classes'],
+        num_queries=cfg['num_queries'], aux_loss=cfg['aux_loss'],
+        num_feature_levels=cfg['num_feature_levels'], with_box_refine=cfg['with_box_refine'],
+        two_stage=cfg['two_stage'], init_box=cfg['init_box'], use_dab=cfg['use_dab'],
+        two_stage_dino=cfg['two_stage_dino'])
+
+
+def build_monodetr(root: Path) -> Pair:
+    from perception.engine.official_checkpoints import CONFIG_ROOT, build_model_of_config
+    from perception.models.mono3d.monodetr import convert_official_state_dict
+    # The compiled CUDA op (``import MultiScaleDeformableAttention as MSDA``, called as
+    # ``MSDA.ms_deform_attn_forward`` at run time) gives way to a stand-in module whose forward
+    # is the official pure-PyTorch ``ms_deform_attn_core_pytorch``.
+    msda = types.ModuleType('MultiScaleDeformableAttention')
+    # ops/modules/ms_deform_attn.py tests `(major == 1 and minor) < 9` (and `< 7`), true on torch
+    # 2.x, and then imports names torch 1.9 removed; lend them under those names (what its
+    # branches for torch >= 1.9 import) while the official code is imported.
+    overrides = types.ModuleType('torch._overrides')
+    overrides.has_torch_function = torch.overrides.has_torch_function
+    overrides.handle_torch_function = torch.overrides.handle_torch_function
+    lent = {'MultiScaleDeformableAttention': msda, 'torch._overrides': overrides}
+    previous = {name: sys.modules.get(name) for name in lent}
+    sys.modules.update(lent)
+    linear = torch.nn.modules.linear
+    had_linear_with_bias = hasattr(linear, '_LinearWithBias')
+    if not had_linear_with_bias:
+        linear._LinearWithBias = linear.NonDynamicallyQuantizableLinear
+    try:
+        with official_imports(root / 'MonoDETR'):
+            import lib.models.monodetr.backbone as official_backbone
+            import lib.models.monodetr.monodetr as official_monodetr
+            from lib.models.monodetr.ops.functions import ms_deform_attn_func
+            core = ms_deform_attn_func.ms_deform_attn_core_pytorch
+            msda.ms_deform_attn_forward = (
+                lambda value, shapes, level_start, locations, weights, im2col_step:
+                core(value, shapes, locations, weights))
+            # pretrained=is_main_process(): an ImageNet download the seeded fill replaces
+            is_main = official_backbone.is_main_process
+            official_backbone.is_main_process = lambda: False
+            try:
+                official = _official_monodetr(official_monodetr, MONODETR_CFG)
+            finally:
+                official_backbone.is_main_process = is_main
+            frozen_bn = official_backbone.FrozenBatchNorm2d
+            official.eval()
+    finally:
+        for name, module in previous.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
+        if not had_linear_with_bias:
+            del linear._LinearWithBias
+    bins = official.depth_predictor.depth_bin_values.detach().clone()
+    fill_seeded_(official, 0)
+    with torch.no_grad():
+        official.depth_predictor.depth_bin_values.copy_(bins)  # the LID bins, not weights
+        # FrozenBatchNorm2d keeps its scale and shift as buffers: seed them too
+        for i, (_, m) in enumerate(sorted((n, m) for n, m in official.named_modules()
+                                          if isinstance(m, frozen_bn))):
+            g = torch.Generator().manual_seed(10_000 + i)
+            m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+    ours = build_model_of_config(CONFIG_ROOT / 'monodetr/monodetr_r50_kitti-mono3d.py').eval()
+    ours.load_state_dict(convert_official_state_dict(official.state_dict(), ours.classes),
+                         strict=True)
+    h, w = 384, 1280
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    image = (seeded_images(0, 1, h, w)[0] - mean) / std  # what both data pipelines feed
+    calibs = torch.tensor([[[KITTI_FOCAL, 0, (w - 1) / 2, 0], [0, KITTI_FOCAL, (h - 1) / 2, 0],
+                            [0, 0, 1, 0]]])
+    img_sizes = torch.tensor([[w, h]])  # (W, H): the official geometric depth reads the H
+    focal = calibs[:, 0, 0]
+    # official class order (Pedestrian, Car, Cyclist) -> ours
+    columns = [('Pedestrian', 'Car', 'Cyclist').index(c) for c in ours.classes]
+
+    def official_out() -> Tensor:
+        out = official(image, calibs, None, img_sizes, dn_args=0)
+        last = torch.cat([out['pred_logits'][..., columns], out['pred_boxes'],
+                          out['pred_3d_dim'], out['pred_depth'], out['pred_angle']], -1)
+        return torch.cat([last.flatten(), out['pred_depth_map_logits'].flatten()])
+
+    def ours_out() -> Tensor:
+        layers, depth_logits = ours.forward_layers(image, focal)
+        last = layers[-1]
+        last = torch.cat([last['logits'], last['boxes'], last['dims'], last['depth'],
+                          last['heading']], -1)
+        return torch.cat([last.flatten(), depth_logits.flatten()])
+
+    return Pair(official=official_out, ours=ours_out, input=f'{h}x{w}', iterations='-')
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# KITTI frame 000008, where tools/benchmark.py looks for it (the checkout's demo, then the
+# shared samples beside it)
+KITTI_FRAME_000008 = (ROOT / 'data/demo/kitti_000008/training/velodyne/000008.bin',
+                      ROOT / 'data/demo/kitti_000008/velodyne/000008.bin',
+                      ROOT.parent / 'shared/data/kitti_mini/training/velodyne/000008.bin')
+
+
+def _flash_attn_on_cpu() -> dict[str, types.ModuleType]:
+    """Stand-ins for ``flash_attn.flash_attn_interface`` (CUDA only): its varlen packed-QKV
+    attention, for the equal-length sequences the official ``FlashAttention`` cuts
+    (``cu_seqlens = 0, L, 2L, ...``), as ``scaled_dot_product_attention`` (the same softmax
+    attention, scale ``1 / sqrt(head_dim)``, no dropout at ``dropout_p = 0``, not causal)."""
+    def varlen_qkvpacked(qkv, cu_seqlens, max_seqlen, dropout_p, softmax_scale=None,
+                         causal=False, **kwargs):
+        total, _, heads, dim = qkv.shape  # (total tokens, 3, heads, head_dim)
+        if dropout_p or causal or kwargs or total != (cu_seqlens.numel() - 1) * max_seqlen:
+            raise NotImplementedError('the stand-in serves equal-length, non-causal, '
+                                      'dropout-free calls only')
+        q, k, v = qkv.view(-1, max_seqlen, 3, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, scale=softmax_scale)
+        return out.transpose(1, 2).reshape(total, heads, dim)
+
+    interface = types.ModuleType('flash_attn.flash_attn_interface')
+    interface.flash_attn_unpadded_qkvpacked_func = varlen_qkvpacked
+    package = types.ModuleType('flash_attn')
+    package.flash_attn_interface = interface
+    return {'flash_attn': package, 'flash_attn.flash_attn_interface': interface}
+
+
+def _mm_registry_stubs(folder: Path) -> dict[str, types.ModuleType]:
+    """The two names ``flatformer.py`` imports from mmcv / mmdet3d: ``mmcv.runner.auto_fp16``
+    (a pass-through here: ``fp16_enabled`` is False, so the real one casts nothing) and
+    ``..builder.MIDDLE_ENCODERS`` (a registry whose ``register_module()`` returns the class)."""
+    runner = types.ModuleType('mmcv.runner')
+    runner.auto_fp16 = lambda *args, **kwargs: (lambda fn: fn)
+    mmcv = types.ModuleType('mmcv')
+    mmcv.runner = runner
+    builder = types.ModuleType('mmdet3d.models.builder')
+    builder.MIDDLE_ENCODERS = SimpleNamespace(register_module=lambda *a, **kw: (lambda c: c))
+    modules = {'mmcv': mmcv, 'mmcv.runner': runner, 'mmdet3d.models.builder': builder}
+    for name, path in (('mmdet3d', folder), ('mmdet3d.models', folder / 'models'),
+                       ('mmdet3d.models.middle_encoders', folder / 'models/middle_encoders')):
+        modules[name] = types.ModuleType(name)
+        modules[name].__path__ = [str(path)]
+    return modules
+
+
+class _CudaFactoriesOnCpu(torch.overrides.TorchFunctionMode):
+    """Tensors the official code creates with ``device="cuda"`` are created on the CPU."""
+
+    def __torch_function__(self, func, arg_types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if str(kwargs.get('device', '')).startswith('cuda'):
+            kwargs = {**kwargs, 'device': 'cpu'}
+        return func(*args, **kwargs)
+
+
+def build_flatformer(root: Path) -> Pair:
+    import importlib.util
+
+    import numpy as np
+
+    from perception.engine.official_checkpoints import CONFIG_ROOT, build_model_of_config
+    from perception.models.layers.sparse_voxels import make_sparse_voxels, sparse_to_bev
+    from perception.models.lidar3d.flatformer import convert_official_state_dict
+    folder = root / 'flatformer' / 'mmdet3d'
+    lent = {**_flash_attn_on_cpu(), **_mm_registry_stubs(folder)}
+    previous = {name: sys.modules.get(name) for name in lent}
+    sys.modules.update(lent)
+    try:
+        # the module file alone: mmdet3d/__init__ needs the compiled mmcv / mmdet3d ops
+        name = 'mmdet3d.models.middle_encoders.flatformer'
+        spec = importlib.util.spec_from_file_location(
+            name, folder / 'models' / 'middle_encoders' / 'flatformer.py')
+        arch = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(arch)
+    finally:
+        for name, module in previous.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
+    # PositionalEmbedding.inv_freq builds its frequencies with device="cuda"
+    inv_freq = arch.PositionalEmbedding.inv_freq
+
+    def inv_freq_on_cpu(self):
+        with _CudaFactoriesOnCpu():
+            return inv_freq(self)
+
+    arch.PositionalEmbedding.inv_freq = inv_freq_on_cpu
+
+    # ours: the KITTI config's pillar grid (0.32 m over [0, -40, -3, 70.4, 40, 1]: X 220, Y 250)
+    detector = build_model_of_config(CONFIG_ROOT / 'flatformer/flatformer_kitti-3d-3class.py')
+    detector.eval()
+    ours = detector.backbone_3d
+    path = next((p for p in KITTI_FRAME_000008 if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError('flatformer: KITTI frame 000008 not found at any of '
+                                + ', '.join(map(str, KITTI_FRAME_000008)))
+    cloud = torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, 4))
+    fill_seeded_(detector.voxel_encoder, 1)
+    with torch.inference_mode():
+        voxels = detector.voxel_encoder([cloud])  # range filter, pillars, DynamicVFE
+    z_size, y_size, x_size = voxels.spatial_shape
+    group = ours.group_size
+    # the official published backbone (flatformer_waymo_D1_2x_3class.py) on this grid
+    official = arch.FlatFormer(
+        in_channels=ours.in_channels, num_heads=8, num_blocks=len(ours.blocks),
+        activation='gelu', window_shape=(*ours.window_shape, 1),
+        sparse_shape=(x_size, y_size, z_size), output_shape=(y_size, x_size),
+        pos_temperature=ours.pos_temperature, normalize_pos=ours.normalize_pos,
+        group_size=group).eval()
+    fill_seeded_(official, 0)
+    ours.load_state_dict(convert_official_state_dict(official.state_dict()), strict=True)
+    # A multiple of group_size voxels, where the two definitions agree exactly (the official
+    # pads a cloud's last group with copies of its voxels, ours masks the padding): the
+    # frame's last voxels in (z, y, x) order are dropped.
+    n = voxels.num_voxels // group * group
+    feats, coords = voxels.features[:n].clone(), voxels.coords[:n].clone()
+    sparse = make_sparse_voxels(feats, coords, voxels.spatial_shape, 1)
+    return Pair(
+        # the official blocks write into their input: each call gets a copy (0.4% of a call)
+        official=lambda: official(feats.clone(), coords, 1),
+        ours=lambda: sparse_to_bev(ours(sparse)),
+        input=f'KITTI 000008, {n} of {voxels.num_voxels} pillars',
+        iterations='-')
+
+
 @dataclass(frozen=True)
 class Model:
     """A model the script can time: its official folder (under ``--official-root``), a file
@@ -339,6 +627,9 @@ MODELS: dict[str, Model] = {
     'hit-sr': Model('HiT-SR', 'basicsr/archs/hit_srf_arch.py', build_hit_sr),
     'raft': Model('RAFT', 'core/raft.py', build_raft),
     'sea-raft-s': Model('SEA-RAFT', 'core/raft.py', build_sea_raft_s),
+    'monodetr': Model('MonoDETR', 'lib/models/monodetr/monodetr.py', build_monodetr),
+    'flatformer': Model('flatformer', 'mmdet3d/models/middle_encoders/flatformer.py',
+                        build_flatformer),
 }
 
 
