@@ -145,12 +145,15 @@ def test_training_reduces_the_loss_quickly():
 
 @pytest.mark.slow
 def test_espcn_learns_to_beat_bicubic(shared_data):
+    """Measured 2026-12-08 (one thread, machine busy, 164 s): held-out PSNR-Y 33.44 dB against
+    bicubic 33.06 (+0.39), Set5 30.89 against 30.40 (+0.49), after 800 steps (was 1,500, cut
+    for CI's time); the +0.2 dB bound leaves 0.19 dB for other CPUs' kernels."""
     torch.manual_seed(0)
     model = SuperResolver(network=dict(type='ESPCN', scale=3, in_channels=3))
-    _train(model, SyntheticSRDataset(100_000, 96, 3, seed=0), iters=1500, batch=16,
-           milestones=[1000, 1300])
+    _train(model, SyntheticSRDataset(100_000, 96, 3, seed=0), iters=800, batch=16,
+           milestones=[550, 700])
     held_out = _evaluate(model, SyntheticSRDataset(20, 120, 3, seed=1))
-    assert held_out['PSNR'] > held_out['PSNR_bicubic'] + 0.25, held_out
+    assert held_out['PSNR'] > held_out['PSNR_bicubic'] + 0.2, held_out
     # Real images it never saw, downscaled by MATLAB's bicubic rather than torch's.
     set5 = _evaluate(model, PairedImageDataset(str(shared_data / 'sr_set5'), scale=3))
     assert set5['PSNR'] > set5['PSNR_bicubic'], set5
